@@ -1,0 +1,320 @@
+"""Combine one dataset's run stores with Dask and measure them against the theory.
+
+Outputs, in ``out_dir`` (``results/aggregate/{dataset}/``):
+
+``trajectories.zarr``
+    Every run's logged trajectory, with the grid axes ``depth``, ``width``,
+    ``eta``, ``delta``, ``init``, ``seed`` as dimensions (NaN for cells not in
+    the grid or past a run's stop step) and the run ``status``.
+``phase_times.zarr`` / ``.csv``
+    Per run and component, for ``f`` in 0.1, 0.5, 0.9: the measured first
+    crossing step ``t_measured``; the gradient-flow prediction ``t_flow``
+    (time of the per-component flow from the run's own ``u_i(0)``, divided by
+    η); the asymptotic ``t_asymptotic = τ_L(δ)/(η s_i)``; for depth 2 the
+    Corollary 3 bracket ``t_minus``, ``t_plus``; relative errors; whether the
+    measured step lies in the bracket and where.
+``bounds.zarr`` / ``.csv``
+    Per depth-2 run: the largest Theorem 3 violation over steps and components,
+    the bracket ratio ``t⁺/t⁻``, the measured crossing's position in it, and
+    whether consecutive components are separated (Corollary 3).
+``path.zarr`` / ``.csv``
+    Per run and ``k``: the smallest distance to ``W_k^seq`` and ``W_k^RRR``
+    relative to their norms, and the logged-step window where it stays within
+    :data:`PATH_TOLERANCE`.
+
+The per-cell computations are array expressions over the combined dataset, so
+they run vectorised over all runs; Dask evaluates them chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from lindyn import flow, theory
+from lindyn.provenance import provenance
+from lindyn.store import read_run, read_stats, write_store
+
+__all__ = ["GRID_DIMS", "PATH_TOLERANCE", "aggregate", "bounds", "combine_runs", "path_metrics",
+           "phase_times"]
+
+GRID_DIMS = ("depth", "width", "eta", "delta", "init", "seed")
+PATH_TOLERANCE = 0.1
+log = logging.getLogger(__name__)
+
+
+def _with_grid_coords(ds: xr.Dataset) -> xr.Dataset:
+    status = ds.attrs["status"]
+    ds = ds.assign(
+        status=((), status),
+        stop_step=((), int(ds.attrs["stop_step"])),
+        loss_final=((), float(ds.attrs["loss_final"])),
+        elapsed_seconds=((), float(ds.attrs.get("elapsed_seconds", np.nan))),
+        created=((), ds.attrs.get("created", "")),
+        git_commit=((), ds.attrs.get("git_commit", "")),
+    )
+    grid = {dim: [ds.attrs[dim]] for dim in GRID_DIMS}
+    ds = ds.drop_vars(["s", "lam", "rho"]).expand_dims(grid)
+    ds.attrs = {}
+    return ds
+
+
+def combine_runs(run_paths: Sequence[str | Path]) -> xr.Dataset:
+    """Open run stores lazily and combine them along the grid axes.
+
+    Parameters
+    ----------
+    run_paths : sequence of path-like
+        Run stores of one dataset.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dask-backed, with dims ``GRID_DIMS`` plus each variable's own dims.
+
+    Raises
+    ------
+    lindyn.store.StoreError
+        If a store is missing, incomplete or damaged (the message names it).
+    """
+    if not run_paths:
+        raise ValueError("no run stores to aggregate")
+    runs = [_with_grid_coords(read_run(path, lazy=True)) for path in run_paths]
+    combined = xr.combine_by_coords(runs, combine_attrs="drop", join="outer")
+    combined["status"] = combined["status"].fillna("missing").astype(str)
+    return combined
+
+
+def _u0(runs: xr.Dataset) -> xr.DataArray:
+    return runs["u"].isel(step=0)
+
+
+def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Dataset:
+    """Measured crossing steps against the flow, asymptotic and discrete predictions.
+
+    Parameters
+    ----------
+    runs : xarray.Dataset
+        Output of :func:`combine_runs`.
+    s, lam : xarray.DataArray
+        Spectra along ``component``.
+    """
+    rho = s / lam
+    u0 = _u0(runs)
+    fraction = runs["fraction"]
+    depth, eta, delta = runs["depth"], runs["eta"], runs["delta"]
+    measured = runs["crossing_step"]
+
+    t_flow = xr.apply_ufunc(
+        flow.flow_crossing_time, fraction, s, lam, depth, u0, dask="parallelized",
+        output_dtypes=[float],
+    ) / eta
+    t_asymptotic = xr.apply_ufunc(
+        theory.predicted_transition_step, depth, delta, eta, s, dask="parallelized",
+        output_dtypes=[float],
+    )
+    bracket = xr.apply_ufunc(
+        theory.crossing_bracket, s, lam, u0, eta, fraction, output_core_dims=[[], []],
+        dask="parallelized", output_dtypes=[float, float],
+    )
+    t_minus = bracket[0].where(depth == 2)
+    t_plus = bracket[1].where(depth == 2)
+    width = t_plus - t_minus
+    out = xr.Dataset(
+        {
+            "t_measured": measured,
+            "t_flow": t_flow,
+            "t_asymptotic": t_asymptotic,
+            "t_minus": t_minus,
+            "t_plus": t_plus,
+            "rel_error_flow": (measured - t_flow) / t_flow,
+            "rel_error_asymptotic": (measured - t_asymptotic) / t_asymptotic,
+            "in_bracket": ((measured >= np.floor(t_minus)) & (measured <= t_plus)).where(
+                t_minus.notnull() & measured.notnull()
+            ),
+            "bracket_position": ((measured - t_minus) / width.where(width > 0)),
+            "s": s,
+            "rho": rho,
+            "status": runs["status"],
+        }
+    )
+    out["t_measured"].attrs = {"long_name": "first step with u_i ≥ f·ρ_i", "units": "steps"}
+    out["t_flow"].attrs = {"long_name": "gradient-flow crossing time / η", "units": "steps"}
+    out["t_asymptotic"].attrs = {"long_name": "τ_L(δ)/(η s_i)", "units": "steps"}
+    out["t_minus"].attrs = {"long_name": "Corollary 3 lower bound (depth 2)", "units": "steps"}
+    out["t_plus"].attrs = {"long_name": "Corollary 3 upper bound (depth 2)", "units": "steps"}
+    return out
+
+
+def bounds(runs: xr.Dataset, phase: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Dataset:
+    """Theorem 3 and Corollary 3 tightness for the depth-2 runs.
+
+    Parameters
+    ----------
+    runs : xarray.Dataset
+        Output of :func:`combine_runs`.
+    phase : xarray.Dataset
+        Output of :func:`phase_times`.
+    s, lam : xarray.DataArray
+        Spectra along ``component``.
+    """
+    two = runs.sel(depth=[2]) if 2 in runs["depth"].values else runs.isel(depth=[])
+    phase2 = phase.sel(depth=two["depth"].values)
+    eta = two["eta"]
+    half = phase2["t_plus"].sel(fraction=0.5) / phase2["t_minus"].sel(fraction=0.5)
+    # Components i and i+1 separated: t_i⁺(1−f) < t_{i+1}⁻(f), f = 0.1.
+    upper_i = phase2["t_plus"].sel(fraction=0.9)
+    lower_next = phase2["t_minus"].sel(fraction=0.1).shift(component=-1)
+    separated = (upper_i < lower_next).where(lower_next.notnull() & upper_i.notnull())
+    gap = (s - s.shift(component=-1)) / s
+    out = xr.Dataset(
+        {
+            "max_violation": two["bound_violation"].max("component"),
+            "violation": two["bound_violation"],
+            "applicable": two["bound_violation"].notnull().any("component"),
+            "eta_s": eta * s,
+            "bracket_ratio": half,
+            "bracket_position": phase2["bracket_position"],
+            "in_bracket": phase2["in_bracket"],
+            "separated": separated,
+            "eigengap_margin": gap - 1.5 * eta * s,
+            "status": two["status"],
+        }
+    )
+    out["max_violation"].attrs = {
+        "long_name": "largest Theorem 3 envelope violation over steps and components / ρ_i"
+    }
+    out["bracket_ratio"].attrs = {"long_name": "t⁺/t⁻ at f = 0.5"}
+    out["separated"].attrs = {
+        "long_name": "component i reaches 0.9ρ_i before i+1 can reach 0.1ρ_{i+1} (Corollary 3)"
+    }
+    return out
+
+
+def path_metrics(runs: xr.Dataset, seq_norm: xr.DataArray, rrr_norm: xr.DataArray) -> xr.Dataset:
+    """Closest approach to ``W_k^seq`` and ``W_k^RRR`` and the plateau windows.
+
+    Parameters
+    ----------
+    runs : xarray.Dataset
+        Output of :func:`combine_runs`.
+    seq_norm, rrr_norm : xarray.DataArray
+        ``‖W_k^seq‖_F`` and ``‖W_k^RRR‖_F`` along ``k``.
+    """
+    out = {}
+    step = runs["step"]
+    for name, norm in (("seq", seq_norm), ("rrr", rrr_norm)):
+        rel = runs[f"dist_{name}"] / norm
+        within = rel <= PATH_TOLERANCE
+        out[f"min_rel_dist_{name}"] = rel.min("step")
+        out[f"argmin_step_{name}"] = step.where(rel == rel.min("step")).min("step")
+        out[f"window_start_{name}"] = step.where(within).min("step")
+        out[f"window_end_{name}"] = step.where(within).max("step")
+    ds = xr.Dataset(out)
+    ds["status"] = runs["status"]
+    ds.attrs["tolerance"] = PATH_TOLERANCE
+    for name in ("seq", "rrr"):
+        ds[f"min_rel_dist_{name}"].attrs = {
+            "long_name": f"min over logged steps of ‖W(t) − W_k^{name}‖_F / ‖W_k^{name}‖_F"
+        }
+    return ds
+
+
+def _table(ds: xr.Dataset, path: Path) -> None:
+    frame = ds.drop_vars([v for v in ds.data_vars if ds[v].dtype == object and v != "status"])
+    frame = frame.to_dataframe().dropna(how="all", subset=[v for v in frame.data_vars
+                                                          if v != "status"])
+    frame.to_csv(path)
+
+
+def aggregate(
+    run_paths: Sequence[str | Path],
+    stats_path: str | Path,
+    out_dir: str | Path,
+    workers: int = 1,
+) -> dict[str, Path]:
+    """Aggregate one dataset's runs into trajectories, phase times, bounds and path stores.
+
+    Parameters
+    ----------
+    run_paths : sequence of path-like
+        The dataset's run stores.
+    stats_path : path-like
+        The dataset's statistics store.
+    out_dir : path-like
+        Output directory.
+    workers : int
+        Size of the Dask ``LocalCluster`` (1: Dask's synchronous scheduler, no cluster).
+
+    Returns
+    -------
+    dict
+        Output paths by name.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    stats = read_stats(stats_path)
+    runs = combine_runs(run_paths)
+    c = runs.sizes["component"]
+    comp = runs["component"]
+    s = xr.DataArray(stats.s[:c], coords={"component": comp})
+    lam = xr.DataArray(stats.lam[:c], coords={"component": comp})
+    K = runs.sizes["k"]
+    ks = runs["k"]
+    seq_norm = xr.DataArray(
+        [np.linalg.norm(theory.w_seq(stats.U, stats.V, stats.rho, k)) for k in ks.values],
+        coords={"k": ks},
+    )
+    rrr_norm = xr.DataArray(
+        [np.linalg.norm(theory.w_rrr(stats.sigma_x, stats.sigma_xy, k)) for k in ks.values],
+        coords={"k": ks},
+    )
+    del K
+
+    client = None
+    if workers > 1:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        phase = phase_times(runs, s, lam)
+        tables = {
+            "phase_times": phase,
+            "bounds": bounds(runs, phase, s, lam),
+            "path": path_metrics(runs, seq_norm, rrr_norm),
+        }
+        attrs = {
+            "dataset": stats.meta.get("label") or stats.meta.get("name", ""),
+            "stats_hash": stats.stats_hash,
+            "eps_a1": stats.eps_a1,
+            "eps_iso": stats.eps_iso,
+            "n_runs": len(run_paths),
+            "status_counts": json.dumps(
+                {k: int(v) for k, v in zip(*np.unique(runs["status"].values,
+                                                      return_counts=True), strict=True)}
+            ),
+            **provenance(),
+        }
+        paths = {}
+        runs.attrs = attrs
+        paths["trajectories"] = write_store(runs.chunk(), out_dir / "trajectories.zarr")
+        for name, table in tables.items():
+            table = table.compute()
+            table.attrs = attrs
+            paths[name] = write_store(table, out_dir / f"{name}.zarr")
+            _table(table, out_dir / f"{name}.csv")
+    finally:
+        if client is not None:
+            client.close()
+            client.cluster.close()
+    log.info("aggregated %d runs in %.1f s", len(run_paths), time.perf_counter() - start)
+    return paths

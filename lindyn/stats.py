@@ -1,0 +1,238 @@
+"""Sufficient statistics of a least-squares problem and the spectra the theory uses.
+
+Everything gradient descent on ``ℒ(W) = 1/(2n)‖Y − XW‖²`` needs from the data is
+``Σx = XᵀX/n``, ``Σxy = XᵀY/n`` and the constant ``tr(YᵀY)/n`` (THEORY §2).
+This module computes them once, together with
+
+* the eigendecomposition ``Σx = Q diag(μ) Qᵀ`` (the simulator's working basis);
+* the full SVD ``Σxy = U S Vᵀ`` with the undetermined columns of ``U`` fixed as
+  THEORY §3 prescribes (complement of the top-``k`` columns, rotated by the
+  eigenvectors of ``CᵀΣxC``);
+* ``λ_i = (UᵀΣxU)_ii``, ``ρ_i = s_i/λ_i``, the measures ``ε_A1`` and ``ε_iso``;
+* the order of components by ``s_i`` and by ``s_i²/λ_i`` (THEORY §8).
+
+Only numpy is imported at module level, so that simulation jobs start fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Stats", "complement_basis", "dataset_stats", "eps_a1", "eps_iso"]
+
+# Relative threshold under which a singular value of Σxy counts as zero.
+RANK_RTOL = 1e-10
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Sufficient statistics and spectra of one dataset.
+
+    Attributes
+    ----------
+    sigma_x : (d, d) array
+        Input covariance ``XᵀX/n``.
+    sigma_xy : (d, p) array
+        Input–output covariance ``XᵀY/n``.
+    yy : float
+        ``tr(YᵀY)/n``, the constant part of the loss.
+    mu, Q : (d,), (d, d) arrays
+        Eigenvalues (descending) and eigenvectors of ``Σx``.
+    U, V : (d, d), (p, p) arrays
+        Singular bases of ``Σxy``; columns past ``rank`` of ``U`` are the
+        complement basis of THEORY §3.
+    s, lam, rho : (m,) arrays, ``m = min(d, p)``
+        Singular values ``s_i`` (descending), ``λ_i = (UᵀΣxU)_ii`` and
+        ``ρ_i = s_i/λ_i`` (0 where ``s_i = 0``).
+    rank : int
+        Numerical rank of ``Σxy``.
+    eps_a1, eps_iso : float
+        Normalised departures from Assumption 1 and from isotropy (THEORY §3),
+        with Frobenius norms (not squared).
+    sigma_xc : (d, d) array or None
+        ``XᵀX_clean/n`` for a denoising autoencoder, else None.
+    cc : float or None
+        ``tr(X_cleanᵀX_clean)/n``, else None.
+    meta : dict
+        The dataset's metadata (options, hash, source).
+    """
+
+    sigma_x: np.ndarray
+    sigma_xy: np.ndarray
+    yy: float
+    mu: np.ndarray
+    Q: np.ndarray
+    U: np.ndarray
+    V: np.ndarray
+    s: np.ndarray
+    lam: np.ndarray
+    rho: np.ndarray
+    rank: int
+    eps_a1: float
+    eps_iso: float
+    sigma_xc: np.ndarray | None = None
+    cc: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def d(self) -> int:
+        """Input dimension."""
+        return self.sigma_x.shape[0]
+
+    @property
+    def p(self) -> int:
+        """Output dimension."""
+        return self.sigma_xy.shape[1]
+
+    @property
+    def m(self) -> int:
+        """Number of components, ``min(d, p)``."""
+        return self.s.shape[0]
+
+    @property
+    def order_rrr(self) -> np.ndarray:
+        """Component indices (0-based) sorted by decreasing ``s_i²/λ_i``."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.where(self.lam > 0, self.s**2 / self.lam, 0.0)
+        return np.argsort(-score, kind="stable")
+
+    @property
+    def orders_agree(self) -> np.ndarray:
+        """For each ``k = 1..m``, whether the top-``k`` components by ``s_i`` and
+        by ``s_i²/λ_i`` are the same set (then ``W_k^seq = W_k^RRR`` under ε = 0)."""
+        order = self.order_rrr
+        return np.array(
+            [set(order[:k].tolist()) == set(range(k)) for k in range(1, self.m + 1)]
+        )
+
+    @property
+    def stats_hash(self) -> str:
+        """Hash of the statistics that determine every simulation on this dataset."""
+        digest = hashlib.sha256()
+        for array in (self.sigma_x, self.sigma_xy, np.array([self.yy])):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        return digest.hexdigest()[:16]
+
+    def arrays(self) -> dict[str, Any]:
+        """The dataclass fields as a dict (for storage)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def eps_iso(sigma_x: np.ndarray) -> float:
+    """Departure of ``Σx`` from isotropy: ``‖Σx − (tr Σx/d) I‖_F / ‖Σx‖_F``."""
+    d = sigma_x.shape[0]
+    norm = np.linalg.norm(sigma_x)
+    if norm == 0:
+        return 0.0
+    return float(np.linalg.norm(sigma_x - np.trace(sigma_x) / d * np.eye(d)) / norm)
+
+
+def eps_a1(sigma_x: np.ndarray, U: np.ndarray) -> float:
+    """Departure from Assumption 1: ``‖M − diag(M)‖_F / ‖M‖_F`` with ``M = UᵀΣxU``.
+
+    ``U`` must be a full orthogonal basis whose undetermined columns were chosen
+    by :func:`complement_basis`; with an arbitrary completion ε is meaningless.
+    """
+    M = U.T @ sigma_x @ U
+    norm = np.linalg.norm(M)
+    if norm == 0:
+        return 0.0
+    return float(np.linalg.norm(M - np.diag(np.diag(M))) / norm)
+
+
+def complement_basis(sigma_x: np.ndarray, U_k: np.ndarray) -> np.ndarray:
+    """Complete ``U_k`` (d×k, orthonormal columns) to an orthogonal basis.
+
+    The complement is an orthonormal basis ``C`` of the null space of ``U_kᵀ``
+    rotated by the eigenvectors of ``CᵀΣxC`` (descending eigenvalues), which
+    makes ``UᵀΣxU`` block-diagonal on the complement (THEORY §3).
+    """
+    import scipy.linalg  # lazily: simulation jobs read stored bases and never need it
+
+    d, k = U_k.shape
+    if k == 0:
+        C = np.eye(d)
+    else:
+        C = scipy.linalg.null_space(U_k.T)
+    if C.shape[1] == 0:
+        return U_k
+    _evals, evecs = np.linalg.eigh(C.T @ sigma_x @ C)
+    C = C @ evecs[:, ::-1]
+    return np.hstack([U_k, C])
+
+
+def dataset_stats(
+    X: np.ndarray,
+    Y: np.ndarray,
+    X_clean: np.ndarray | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Stats:
+    """Compute the sufficient statistics and spectra of a dataset.
+
+    Parameters
+    ----------
+    X : (n, d) array
+        Inputs, one sample a row.
+    Y : (n, p) array
+        Targets.
+    X_clean : (n, d) array, optional
+        Clean signal of a denoising autoencoder (reconstruction error).
+    meta : dict, optional
+        Dataset metadata, kept in the result.
+
+    Returns
+    -------
+    Stats
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X and Y must be 2-D with the same rows, got {X.shape} and {Y.shape}")
+    n, d = X.shape
+    p = Y.shape[1]
+    sigma_x = X.T @ X / n
+    sigma_x = (sigma_x + sigma_x.T) / 2
+    sigma_xy = X.T @ Y / n
+    yy = float(np.sum(Y * Y) / n)
+
+    mu, Q = np.linalg.eigh(sigma_x)
+    mu, Q = mu[::-1].copy(), Q[:, ::-1].copy()
+
+    U_svd, s, Vt = np.linalg.svd(sigma_xy, full_matrices=True)
+    rank = int(np.sum(s > RANK_RTOL * s[0])) if s.size and s[0] > 0 else 0
+    s = np.where(np.arange(s.size) < rank, s, 0.0)
+    U = complement_basis(sigma_x, U_svd[:, :rank])
+    V = Vt.T
+    m = min(d, p)
+    lam = np.einsum("ji,jk,ki->i", U[:, :m], sigma_x, U[:, :m])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where((s > 0) & (lam > 0), s / lam, 0.0)
+
+    sigma_xc = cc = None
+    if X_clean is not None:
+        X_clean = np.asarray(X_clean, dtype=np.float64)
+        sigma_xc = X.T @ X_clean / n
+        cc = float(np.sum(X_clean * X_clean) / n)
+
+    return Stats(
+        sigma_x=sigma_x,
+        sigma_xy=sigma_xy,
+        yy=yy,
+        mu=mu,
+        Q=Q,
+        U=U,
+        V=V,
+        s=s,
+        lam=lam,
+        rho=rho,
+        rank=rank,
+        eps_a1=eps_a1(sigma_x, U),
+        eps_iso=eps_iso(sigma_x),
+        sigma_xc=sigma_xc,
+        cc=cc,
+        meta=dict(meta or {}),
+    )

@@ -1,0 +1,15 @@
+rule aggregate:
+    """Combine a dataset's runs with Dask; phase times, bounds and path metrics."""
+    input:
+        stats="results/datasets/{dataset}.zarr",
+        runs=lambda wildcards: run_paths(wildcards.dataset),
+    output:
+        trajectories=directory("results/aggregate/{dataset}/trajectories.zarr"),
+        phase_times=directory("results/aggregate/{dataset}/phase_times.zarr"),
+        bounds=directory("results/aggregate/{dataset}/bounds.zarr"),
+        path=directory("results/aggregate/{dataset}/path.zarr"),
+    threads: config.get("aggregate", {}).get("workers", 1)
+    log:
+        "results/logs/aggregate/{dataset}.log",
+    script:
+        "../scripts/aggregate.py"

@@ -1,0 +1,20 @@
+rule simulate:
+    """One grid cell: a gradient-descent run on a dataset's statistics store."""
+    input:
+        stats="results/datasets/{dataset}.zarr",
+    output:
+        directory(f"results/runs/{RUN_PATTERN}.zarr"),
+    params:
+        max_steps=config["max_steps"],
+        log_density=config["log_density"],
+        tol=config.get("tol", 1e-8),
+        max_components=config.get("max_components", 32),
+    log:
+        f"results/logs/runs/{RUN_PATTERN}.log",
+    shell:
+        "{LINDYN} simulate --stats {input.stats} --label {wildcards.dataset}"
+        " --depth {wildcards.depth} --width {wildcards.width} --init {wildcards.init}"
+        " --seed {wildcards.seed} --eta {wildcards.eta} --delta {wildcards.delta}"
+        " --max-steps {params.max_steps} --log-density {params.log_density}"
+        " --tol {params.tol} --max-components {params.max_components}"
+        " --out {output} > {log} 2>&1"

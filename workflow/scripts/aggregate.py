@@ -1,0 +1,14 @@
+"""Snakemake wrapper: aggregate one dataset's run stores (see lindyn.aggregate)."""
+
+import logging
+from pathlib import Path
+
+from lindyn.aggregate import aggregate
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+aggregate(
+    run_paths=list(snakemake.input.runs),  # noqa: F821
+    stats_path=snakemake.input.stats,  # noqa: F821
+    out_dir=Path(snakemake.output.trajectories).parent,  # noqa: F821
+    workers=snakemake.threads,  # noqa: F821
+)
