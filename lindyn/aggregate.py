@@ -86,13 +86,16 @@ def combine_runs(run_paths: Sequence[str | Path]) -> xr.Dataset:
     if not run_paths:
         raise ValueError("no run stores to aggregate")
     runs = [_with_grid_coords(read_run(path, lazy=True)) for path in run_paths]
-    combined = xr.combine_by_coords(runs, combine_attrs="drop", join="outer")
+    combined = xr.combine_by_coords(
+        runs, data_vars="all", coords="different", compat="no_conflicts", join="outer",
+        combine_attrs="drop",
+    )
     combined["status"] = combined["status"].fillna("missing").astype(str)
     return combined
 
 
 def _u0(runs: xr.Dataset) -> xr.DataArray:
-    return runs["u"].isel(step=0)
+    return runs["u"].isel(step=0, drop=True)
 
 
 def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Dataset:
@@ -111,9 +114,16 @@ def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Data
     depth, eta, delta = runs["depth"], runs["eta"], runs["delta"]
     measured = runs["crossing_step"]
 
-    t_flow = xr.apply_ufunc(
-        flow.flow_crossing_time, fraction, s, lam, depth, u0, dask="parallelized",
-        output_dtypes=[float],
+    # The flow's quadrature takes one depth at a time.
+    t_flow = xr.concat(
+        [
+            xr.apply_ufunc(
+                flow.flow_crossing_time, fraction, s, lam, int(L), u0.sel(depth=L),
+                dask="parallelized", output_dtypes=[float],
+            )
+            for L in depth.values
+        ],
+        dim=depth,
     ) / eta
     t_asymptotic = xr.apply_ufunc(
         theory.predicted_transition_step, depth, delta, eta, s, dask="parallelized",
@@ -273,7 +283,7 @@ def aggregate(
         coords={"k": ks},
     )
     rrr_norm = xr.DataArray(
-        [np.linalg.norm(theory.w_rrr(stats.sigma_x, stats.sigma_xy, k)) for k in ks.values],
+        [np.linalg.norm(stats.w_rrr(k)) for k in ks.values],
         coords={"k": ks},
     )
     del K
@@ -306,7 +316,7 @@ def aggregate(
         }
         paths = {}
         runs.attrs = attrs
-        paths["trajectories"] = write_store(runs.chunk(), out_dir / "trajectories.zarr")
+        paths["trajectories"] = write_store(runs.chunk("auto"), out_dir / "trajectories.zarr")
         for name, table in tables.items():
             table = table.compute()
             table.attrs = attrs

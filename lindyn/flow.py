@@ -50,12 +50,6 @@ def _phi(t: NDArray, k: NDArray) -> NDArray:
     return np.where(k == 0, t, -np.expm1(-k_safe * t) / k_safe)
 
 
-def _phi_inv(x: NDArray, k: NDArray) -> NDArray:
-    """Inverse of `_phi` in t: ``-log(1 - kx) / k`` (inf at ``kx = 1``, NaN beyond)."""
-    k_safe = np.where(k == 0, 1.0, k)
-    return np.where(k == 0, x, -np.log1p(-k_safe * x) / k_safe)
-
-
 # --------------------------------------------------------------------------
 # Depth L >= 3, s > 0, λ > 0: work with w = u/ρ and the time unit C = ρ^{-α}/(L s),
 # α = 1 - 2/L. Then t(w) = C · Δ(w; w0) with
@@ -89,12 +83,20 @@ def _deep_delta(lw: NDArray, l1: NDArray, lw0: NDArray, l1_0: NDArray, depth: in
     """Δ(w; w0) above, in units of C, from ``lw = log w``, ``l1 = log|1 - w|`` (and at w0)."""
     alpha = (depth - 2) / depth
     power_term = np.exp(-alpha * lw0) / alpha * -np.expm1(-alpha * (lw - lw0))
-    # k = 0 (ω = 1): log|1 - p| carries the logarithmic divergence at the target.
-    root_one = _log_abs_one_minus_p(lw0, l1_0, depth) - _log_abs_one_minus_p(lw, l1, depth)
+    p0 = np.exp(lw0 / depth)
+    dp = p0 * np.expm1((lw - lw0) / depth)
+    # k = 0 (ω = 1): -log|(1 - p)/(1 - p0)| carries the divergence at the target.
+    # As log1p while p is near p0 (no cancellation at small t), as a difference
+    # of logs otherwise (exact even when p rounds to 1).
+    ratio_m1 = -dp / -np.expm1(lw0 / depth)  # (1 - p)/(1 - p0) - 1
+    root_one = np.where(
+        np.abs(ratio_m1) < 0.5,
+        -np.log1p(ratio_m1),
+        _log_abs_one_minus_p(lw0, l1_0, depth) - _log_abs_one_minus_p(lw, l1, depth),
+    )
     # k ≥ 1: -Re(ω² log1p(z)), z = (p - p0)/(p0 - ω), with an accurate complex log1p.
     theta = 2.0 * np.pi * np.arange(1, depth) / depth
-    p0 = np.exp(lw0 / depth)[..., None]
-    dp = p0 * np.expm1((lw - lw0) / depth)[..., None]
+    p0, dp = p0[..., None], dp[..., None]
     re_den, im_den = p0 - np.cos(theta), -np.sin(theta)
     den2 = re_den**2 + im_den**2
     x = dp * re_den / den2
@@ -228,8 +230,11 @@ def flow_component(
         elif depth == 2:
             u = 1.0 / (np.exp(-2.0 * s * t) / u0 + 2.0 * lam * _phi(t, 2.0 * s))
         else:
-            return _deep_component(t, s, lam, depth, u0, ok)
-    return np.where(ok, u, np.nan)
+            u = _deep_component(t, s, lam, depth, u0, ok)
+        # ρ is a fixed point: the exact flow never crosses it, rounding must not either.
+        rho = s / lam
+        u = np.where((lam > 0) & ((u - rho) * (u0 - rho) < 0), rho, u)
+    return np.where(ok, np.where(t == 0, u0, u), np.nan)
 
 
 def flow_time(
@@ -272,13 +277,20 @@ def flow_time(
     depth = _check_depth(depth)
     u, s, lam, u0 = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (u, s, lam, u0)))
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        # log1p(z) = log((ρ - u0)/(ρ - u)): accurate however close u is to u0 or
+        # to ρ, and NaN beyond ρ (z < -1). Without variance (λ = 0) that factor is 1.
+        rho = s / lam
+        z = np.where(lam > 0, (u - u0) / (rho - u), 0.0)
         if depth == 1:
-            t = _phi_inv((u - u0) / (s - lam * u0), lam)
+            t = np.where(lam > 0, np.log1p(z) / lam, (u - u0) / s)
         elif depth == 2:
-            t = _phi_inv((u - u0) / (2.0 * u * (s - lam * u0)), 2.0 * s)
-            t = np.where(u > 0, t, np.nan)
+            logistic = (np.log1p((u - u0) / u0) + np.log1p(z)) / (2.0 * s)
+            decay = (1.0 / u - 1.0 / u0) / (2.0 * lam)
+            t = np.where(u > 0, np.where(s == 0, decay, logistic), np.nan)
         else:
             t = _deep_time(u, s, lam, depth, u0)
+        # ρ itself is only approached (λ > 0; with λ = 0, L ≥ 3 blows up in finite time).
+        t = np.where((u == rho) & (lam > 0), np.inf, t)
         t = np.where(u == u0, 0.0, t)
         ok = (s >= 0) & (lam >= 0) & ((u0 > 0) | (depth == 1))
         return np.where(ok & (t >= 0), t, np.nan)
@@ -292,8 +304,8 @@ def _deep_time(u: NDArray, s: NDArray, lam: NDArray, depth: int, u0: NDArray) ->
     lw, lw0 = np.log(u) - np.log(rho), np.log(u0) - np.log(rho)
     l1, l1_0 = np.log(np.abs(rho - u)) - np.log(rho), np.log(np.abs(rho - u0)) - np.log(rho)
     general = _deep_delta(lw, l1, lw0, l1_0, depth) / (depth * s * rho**alpha)
-    # Reached from the wrong side of ρ the logs above are NaN; require the same side.
-    general = np.where((lw0 < 0) == (lw < 0), general, np.nan)
+    # u on the other side of ρ than u0 is never reached.
+    general = np.where((rho - u0) * (rho - u) > 0, general, np.nan)
     decay = u0**-beta * np.expm1(beta * np.log(u0 / u)) / (beta * depth * lam)
     growth = -(u0**-alpha) * np.expm1(-alpha * np.log(u / u0)) / ((depth - 2) * s)
     return np.where(s == 0, decay, np.where(lam == 0, growth, general))

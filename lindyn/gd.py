@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 DIVERGENCE_FACTOR = 1e8
+# Steps advanced between evaluations of the observables and stopping rules.
+BLOCK = 64
 
 
 def log_schedule(max_steps: int, per_decade: int = 20) -> np.ndarray:
@@ -168,7 +170,9 @@ class GDResult:
     stop_step : (R,) int array
         The last step computed (the diverging step for diverged runs).
     final_layers : list of lists of arrays
-        Each run's layers at ``stop_step``, in the original input basis.
+        Each run's layers in the original input basis: at ``max_steps``, or
+        for a run stopped earlier at the end of the block of :data:`BLOCK`
+        steps in which it stopped (its trajectory is cut at ``stop_step``).
     """
 
     u: np.ndarray
@@ -257,81 +261,99 @@ def gd_batch(
     d, p = problem.S.shape
     q = min(d, p)
     K = problem.targets.shape[0]
-    S_log = len(log_steps)
-    log_index = {int(t): i for i, t in enumerate(log_steps)}
+    log_steps = np.asarray(log_steps, dtype=np.int64)
 
     u = np.full((R, max_steps + 1, c), np.nan)
     loss = np.full((R, max_steps + 1), np.nan)
-    sv = np.full((R, S_log, q), np.nan)
-    dist = np.full((R, S_log, K), np.nan)
-    recon = None if problem.clean_cross is None else np.full((R, S_log), np.nan)
+    sv = np.full((R, len(log_steps), q), np.nan)
+    dist = np.full((R, len(log_steps), K), np.nan)
+    recon = None if problem.clean_cross is None else np.full((R, len(log_steps)), np.nan)
     status = ["max_steps"] * R
     stop_step = np.full(R, max_steps, dtype=np.int64)
     final: list[list[np.ndarray] | None] = [None] * R
 
-    active = np.arange(R)
     mu = problem.mu[:, None]
-    initial_excess = None
-    blowup = None
-
-    for t in range(max_steps + 1):
+    active = np.arange(R)
+    initial_excess = blowup = None
+    start = 0
+    while active.size:
+        # Advance a block of steps, keeping each step's product; the observables
+        # and stopping rules are then evaluated on the whole block at once.
+        stop = min(start + BLOCK, max_steps + 1)
+        products = np.empty((stop - start, active.size, d, p))
+        step = eta[active][:, None, None]
         with np.errstate(over="ignore", invalid="ignore"):
-            W = _product(layers)
-            G = mu * W - problem.S
-            current = 0.5 * np.einsum("rjk,rjk->r", W, G - problem.S) + 0.5 * problem.yy
-            u[active, t] = np.einsum("rik,ki->ri", problem.U_obs.T @ W, problem.V_obs)
-        loss[active, t] = current
-        if initial_excess is None:
-            reference = np.inf if loss_target is None else loss_target
-            initial_excess = np.maximum(current - reference, np.finfo(float).tiny)
-            blowup = DIVERGENCE_FACTOR * np.maximum.reduce(
-                [current, np.full(R, problem.yy), np.ones(R)]
+            for t in range(start, stop):
+                W = products[t - start]
+                if depth == 1:
+                    np.copyto(W, layers[0])
+                else:
+                    np.matmul(_product(layers[:-1]), layers[-1], out=W)
+                if t == max_steps:
+                    break
+                G = mu * W
+                G -= problem.S
+                grads = _gradients(layers, G)
+                for layer, grad in zip(layers, grads, strict=True):
+                    grad *= step
+                    layer -= grad
+            block_loss = (
+                0.5 * np.einsum("j,trjk,trjk->tr", problem.mu, products, products)
+                - np.einsum("trjk,jk->tr", products, problem.S)
+                + 0.5 * problem.yy
             )
-        if t in log_index:
-            i = log_index[t]
-            finite = np.all(np.isfinite(W), axis=(1, 2))
-            if finite.all():
-                sv[active, i] = np.linalg.svd(W, compute_uv=False)
-                if K:
-                    diff = W[:, None] - problem.targets[None]
-                    dist[active, i] = np.sqrt(np.einsum("rkjl,rkjl->rk", diff, diff))
-                if recon is not None:
-                    recon[active, i] = (
-                        problem.cc
-                        - 2 * np.einsum("jk,rjk->r", problem.clean_cross, W)
-                        + np.einsum("j,rjk,rjk->r", problem.mu, W, W)
-                    )
-
-        diverged = ~np.isfinite(current) | (current > blowup[active])
-        converged = (
-            np.zeros(active.size, dtype=bool)
-            if loss_target is None
-            else (current - loss_target) <= tol * initial_excess[active]
-        )
-        done = diverged | converged | (t == max_steps)
-        if done.any():
-            for j in np.flatnonzero(done):
-                run = active[j]
-                stop_step[run] = t
-                status[run] = (
-                    "diverged" if diverged[j] else "converged" if converged[j] else "max_steps"
+            block_u = np.einsum("trik,ki->tri", problem.U_obs.T @ products, problem.V_obs)
+        if initial_excess is None:
+            first = block_loss[0]
+            reference = np.inf if loss_target is None else loss_target
+            initial_excess = np.maximum(first - reference, np.finfo(float).tiny)
+            blowup = DIVERGENCE_FACTOR * np.maximum(np.maximum(first, problem.yy), 1.0)
+        bad = ~np.isfinite(block_loss) | (block_loss > blowup[active])
+        if loss_target is None:
+            good = np.zeros_like(bad)
+        else:
+            good = (block_loss - loss_target) <= tol * initial_excess[active]
+        done_at = np.full(active.size, -1)
+        for j in range(active.size):
+            hits = np.flatnonzero(bad[:, j] | good[:, j])
+            if hits.size:
+                done_at[j] = hits[0]
+                status[active[j]] = "diverged" if bad[hits[0], j] else "converged"
+            elif stop == max_steps + 1:
+                done_at[j] = stop - start - 1
+        ends = np.where(done_at >= 0, start + done_at, stop - 1)
+        for j, run in enumerate(active):
+            keep = slice(start, ends[j] + 1)
+            loss[run, keep] = block_loss[: ends[j] + 1 - start, j]
+            u[run, keep] = block_u[: ends[j] + 1 - start, j]
+        in_block = np.flatnonzero((log_steps >= start) & (log_steps < stop))
+        for i in in_block:
+            local = log_steps[i] - start
+            rows = np.flatnonzero(ends >= log_steps[i])
+            W = products[local, rows]
+            if rows.size == 0 or not np.all(np.isfinite(W)):
+                continue
+            sv[active[rows], i] = np.linalg.svd(W, compute_uv=False)
+            if K:
+                diff = W[:, None] - problem.targets[None]
+                dist[active[rows], i] = np.sqrt(np.einsum("rkjl,rkjl->rk", diff, diff))
+            if recon is not None:
+                recon[active[rows], i] = (
+                    problem.cc
+                    - 2 * np.einsum("jk,rjk->r", problem.clean_cross, W)
+                    + np.einsum("j,rjk,rjk->r", problem.mu, W, W)
                 )
-                final[run] = [
-                    (problem.Q @ layer[j] if i == 0 else layer[j].copy())
-                    for i, layer in enumerate(layers)
-                ]
-            keep = ~done
-            active = active[keep]
-            if active.size == 0:
-                break
-            layers = [layer[keep] for layer in layers]
-            G = G[keep]
-        eta_active = eta[active]
-
-        with np.errstate(over="ignore", invalid="ignore"):
-            grads = _gradients(layers, G)
-            step = eta_active[:, None, None]
-            layers = [layer - step * grad for layer, grad in zip(layers, grads, strict=True)]
+        finished = done_at >= 0
+        for j in np.flatnonzero(finished):
+            run = active[j]
+            stop_step[run] = ends[j]
+            final[run] = [
+                (problem.Q @ layer[j] if i == 0 else layer[j].copy())
+                for i, layer in enumerate(layers)
+            ]
+        active = active[~finished]
+        layers = [layer[~finished] for layer in layers]
+        start = stop
 
     return GDResult(
         u=u,

@@ -156,9 +156,9 @@ def run_cells(
         reach = min(width, stats.m) if depth > 1 else stats.m
         K = max(min(reach, stats.rank), 1)
         seq = [theory.w_seq(stats.U, stats.V, stats.rho, k) for k in range(1, K + 1)]
-        rrr = [theory.w_rrr(stats.sigma_x, stats.sigma_xy, k) for k in range(1, K + 1)]
+        rrr = [stats.w_rrr(k) for k in range(1, K + 1)]
         problem = EigenProblem.from_stats(stats, max_components, targets=seq + rrr)
-        target = theory.rrr_loss(stats.sigma_x, stats.sigma_xy, stats.yy, K)
+        target = stats.rrr_loss(K)
         layers0 = [
             init_layers(stats, depth, width, specs[i].delta, specs[i].init, specs[i].seed)
             for i in members

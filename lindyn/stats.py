@@ -53,6 +53,10 @@ class Stats:
     eps_a1, eps_iso : float
         Normalised departures from Assumption 1 and from isotropy (THEORY §3),
         with Frobenius norms (not squared).
+    rrr_coef, rrr_basis, rrr_gain : (d, p), (p, p), (p,) arrays
+        Reduced-rank regression in closed form (THEORY §8): ``Σx⁺Σxy``, the
+        eigenvectors of ``ΣxyᵀΣx⁺Σxy`` and its eigenvalues, descending; see
+        :meth:`w_rrr` and :meth:`rrr_loss`.
     sigma_xc : (d, d) array or None
         ``XᵀX_clean/n`` for a denoising autoencoder, else None.
     cc : float or None
@@ -74,6 +78,9 @@ class Stats:
     rank: int
     eps_a1: float
     eps_iso: float
+    rrr_coef: np.ndarray | None = None
+    rrr_basis: np.ndarray | None = None
+    rrr_gain: np.ndarray | None = None
     sigma_xc: np.ndarray | None = None
     cc: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +123,15 @@ class Stats:
         for array in (self.sigma_x, self.sigma_xy, np.array([self.yy])):
             digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
         return digest.hexdigest()[:16]
+
+    def w_rrr(self, k: int) -> np.ndarray:
+        """Reduced-rank regression ``W_k^RRR = Σx⁺ Σxy P_k`` (rank at most ``k``)."""
+        top = self.rrr_basis[:, :k]
+        return self.rrr_coef @ top @ top.T
+
+    def rrr_loss(self, k: int) -> float:
+        """``min_{rank W ≤ k} ℒ(W) = ½ tr(YᵀY)/n − ½ Σ_{i≤k} g_i`` (``g`` = :attr:`rrr_gain`)."""
+        return float(0.5 * self.yy - 0.5 * np.sum(self.rrr_gain[:k]))
 
     def arrays(self) -> dict[str, Any]:
         """The dataclass fields as a dict (for storage)."""
@@ -212,6 +228,13 @@ def dataset_stats(
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where((s > 0) & (lam > 0), s / lam, 0.0)
 
+    # Σx⁺ from the eigendecomposition, with numpy.linalg.pinv's cut-off.
+    inverse = np.where(mu > mu[0] * max(d, 1) * np.finfo(float).eps, 1 / np.where(mu > 0, mu, 1), 0)
+    rrr_coef = (Q * inverse) @ (Q.T @ sigma_xy)
+    gram = sigma_xy.T @ rrr_coef
+    rrr_gain, rrr_basis = np.linalg.eigh((gram + gram.T) / 2)
+    rrr_gain, rrr_basis = rrr_gain[::-1].copy(), rrr_basis[:, ::-1].copy()
+
     sigma_xc = cc = None
     if X_clean is not None:
         X_clean = np.asarray(X_clean, dtype=np.float64)
@@ -232,6 +255,9 @@ def dataset_stats(
         rank=rank,
         eps_a1=eps_a1(sigma_x, U),
         eps_iso=eps_iso(sigma_x),
+        rrr_coef=rrr_coef,
+        rrr_basis=rrr_basis,
+        rrr_gain=rrr_gain,
         sigma_xc=sigma_xc,
         cc=cc,
         meta=dict(meta or {}),

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ortho_group
 
+from lindyn import theory
 from lindyn.stats import complement_basis, dataset_stats, eps_a1, eps_iso
 
 
@@ -112,3 +113,18 @@ def test_orders_by_s_and_rrr_score():
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="same rows"):
         dataset_stats(np.ones((3, 2)), np.ones((4, 1)))
+
+
+@pytest.mark.parametrize("singular", [False, True])
+def test_stored_rrr_closed_form_matches_theory(singular):
+    X, Y = random_problem(50, 6, 4, seed=7)
+    if singular:
+        X[:, 5] = X[:, 0]  # rank-deficient Σx
+    st_ = dataset_stats(X, Y)
+    for k in range(1, 5):
+        np.testing.assert_allclose(
+            st_.w_rrr(k), theory.w_rrr(st_.sigma_x, st_.sigma_xy, k), rtol=1e-7, atol=1e-9
+        )
+        assert st_.rrr_loss(k) == pytest.approx(
+            theory.rrr_loss(st_.sigma_x, st_.sigma_xy, st_.yy, k), rel=1e-9
+        )
