@@ -87,7 +87,7 @@ def combine_runs(run_paths: Sequence[str | Path]) -> xr.Dataset:
         raise ValueError("no run stores to aggregate")
     runs = [_with_grid_coords(read_run(path, lazy=True)) for path in run_paths]
     combined = xr.combine_by_coords(
-        runs, data_vars="all", coords="different", compat="no_conflicts", join="outer",
+        runs, data_vars="minimal", coords="different", compat="no_conflicts", join="outer",
         combine_attrs="drop",
     )
     combined["status"] = combined["status"].fillna("missing").astype(str)
@@ -154,6 +154,8 @@ def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Data
             "status": runs["status"],
         }
     )
+    # Predictions depend on fewer axes than measurements: give every variable all of them.
+    out = out.broadcast_like(measured)
     out["t_measured"].attrs = {"long_name": "first step with u_i ≥ f·ρ_i", "units": "steps"}
     out["t_flow"].attrs = {"long_name": "gradient-flow crossing time / η", "units": "steps"}
     out["t_asymptotic"].attrs = {"long_name": "τ_L(δ)/(η s_i)", "units": "steps"}
@@ -174,8 +176,10 @@ def bounds(runs: xr.Dataset, phase: xr.Dataset, s: xr.DataArray, lam: xr.DataArr
     s, lam : xarray.DataArray
         Spectra along ``component``.
     """
-    two = runs.sel(depth=[2]) if 2 in runs["depth"].values else runs.isel(depth=[])
-    phase2 = phase.sel(depth=two["depth"].values)
+    if 2 not in runs["depth"].values:
+        return xr.Dataset(attrs={"note": "no depth-2 runs in the grid"})
+    two = runs.sel(depth=2, drop=True)
+    phase2 = phase.sel(depth=2, drop=True)
     eta = two["eta"]
     half = phase2["t_plus"].sel(fraction=0.5) / phase2["t_minus"].sel(fraction=0.5)
     # Components i and i+1 separated: t_i⁺(1−f) < t_{i+1}⁻(f), f = 0.1.

@@ -7,7 +7,7 @@ with target ``ρ = s/λ``. This module solves that flow exactly:
 - L = 1 and L = 2 have explicit solutions;
 - for L ≥ 3 the time integral has a closed form too (partial fractions over the
   L-th roots of unity, see `flow_time`), and `flow_component` inverts it by a
-  safeguarded Newton iteration, vectorised over all arguments.
+  Newton iteration that converges monotonically, vectorised over all arguments.
 
 `flow_linear` is the exact matrix flow of the linear model (L = 1, any init) and
 `flow_full` integrates the full matrix ODE of any depth with an ODE solver; it is
@@ -36,6 +36,8 @@ __all__ = [
 
 _NEWTON_MAXITER = 50  # converges in ≤ 10 iterations for L ≤ 10 in practice
 _EPS = np.finfo(float).eps
+_FAR_LOG_W = np.log(4.0)  # series in 1/w beyond u = 4ρ: 4^{-30} is below rounding
+_FAR_TERMS = 30
 
 
 def _check_depth(depth: int) -> int:
@@ -82,13 +84,20 @@ def _log_abs_one_minus_p(lw: NDArray, l1: NDArray, depth: int) -> NDArray:
 def _deep_delta(lw: NDArray, l1: NDArray, lw0: NDArray, l1_0: NDArray, depth: int) -> NDArray:
     """Δ(w; w0) above, in units of C, from ``lw = log w``, ``l1 = log|1 - w|`` (and at w0)."""
     alpha = (depth - 2) / depth
+    # Far above the target (w ≥ 4, so w0 ≥ w too) the closed form's terms cancel to
+    # a relative 1/w; there Δ = Σ_n (w^{-k} - w0^{-k})/k, k = 1 + α + n, instead.
+    far = lw >= _FAR_LOG_W
+    k = 1.0 + alpha + np.arange(_FAR_TERMS)
+    lw_far = np.where(far, lw, _FAR_LOG_W)[..., None]
+    gap = np.where(far, lw0 - lw, 0.0)[..., None]
+    series = np.sum(-np.exp(-k * lw_far) * np.expm1(-k * gap) / k, axis=-1)
     power_term = np.exp(-alpha * lw0) / alpha * -np.expm1(-alpha * (lw - lw0))
     p0 = np.exp(lw0 / depth)
     dp = p0 * np.expm1((lw - lw0) / depth)
     # k = 0 (ω = 1): -log|(1 - p)/(1 - p0)| carries the divergence at the target.
     # As log1p while p is near p0 (no cancellation at small t), as a difference
     # of logs otherwise (exact even when p rounds to 1).
-    ratio_m1 = -dp / -np.expm1(lw0 / depth)  # (1 - p)/(1 - p0) - 1
+    ratio_m1 = dp / np.expm1(lw0 / depth)  # (1 - p)/(1 - p0) - 1
     root_one = np.where(
         np.abs(ratio_m1) < 0.5,
         -np.log1p(ratio_m1),
@@ -104,19 +113,21 @@ def _deep_delta(lw: NDArray, l1: NDArray, lw0: NDArray, l1_0: NDArray, depth: in
     log_abs = 0.5 * np.log1p(x * (2.0 + x) + y**2)
     arg = np.arctan2(y, 1.0 + x)
     other_roots = -np.sum(np.cos(2 * theta) * log_abs - np.sin(2 * theta) * arg, axis=-1)
-    return power_term + root_one + other_roots
+    return np.where(far, series, power_term + root_one + other_roots)
+
+
+def _log1mexp(x: NDArray) -> NDArray:
+    """``log(1 - e^{-x})`` for x > 0, accurate for small and large x."""
+    return np.where(x < np.log(2.0), np.log(-np.expm1(-x)), np.log1p(-np.exp(-x)))
 
 
 def _lw_of_xi(xi: NDArray, below: NDArray) -> NDArray:
-    """Invert ``ξ = log w - log|1 - w|`` on the branch w < 1 (``below``) or w > 1."""
+    """Invert ``ξ = log w - log|1 - w|`` on the branch w < 1 (``below``) or w > 1.
+
+    Above the target the map is an involution: ``lw = -log(1 - e^{-ξ})``.
+    """
     lw_below = -np.logaddexp(0.0, -xi)
-    # -log(1 - e^{-ξ}), accurate both for small ξ (w -> inf) and large ξ (w -> 1).
-    xi_above = np.where(below, 1.0, xi)
-    lw_above = np.where(
-        xi_above < np.log(2.0),
-        -np.log(-np.expm1(-xi_above)),
-        -np.log1p(-np.exp(-xi_above)),
-    )
+    lw_above = -_log1mexp(np.where(below, 1.0, xi))
     return np.where(below, lw_below, lw_above)
 
 
@@ -124,20 +135,21 @@ def _deep_solve(lw0: NDArray, tau_: NDArray, depth: int) -> NDArray:
     """Solve ``Δ(w; w0) = tau_`` for ``lw = log w`` (1-d, ``lw0 != 0``, finite tau_ ≥ 0).
 
     Newton's method in ξ = log w - log|1 - w|, where dΔ/dξ = w^{-α}. Δ(ξ) is
-    concave for w < 1 and convex for w > 1, so from a start on the far side of
-    the root the first step crosses it and the iterates then converge
-    monotonically. For w0 < 1 the start is the tighter of two a-priori upper
-    bounds on w, from dw/dτ ≤ w^{1+α} and dw/dτ ≤ 1 - w; for w0 > 1 it is w0.
+    concave for w < 1 and convex for w > 1, so after the first step the
+    iterates approach the root monotonically from one side. For w0 < 1 the
+    start is the tighter of two a-priori upper bounds on w, from
+    dw/dτ ≤ w^{1+α} and dw/dτ ≤ 1 - w; for w0 > 1 it is w0.
     """
     alpha = (depth - 2) / depth
     below = lw0 < 0
     l1_0 = np.log(np.abs(np.expm1(lw0)))  # log|1 - w0|
-    xi0 = lw0 - l1_0
+    xi0 = np.where(below, lw0 - l1_0, -_log1mexp(np.where(below, 1.0, lw0)))
     arg = -alpha * tau_ * np.exp(alpha * lw0)
     lw_blowup = lw0 - np.log1p(arg) / alpha  # NaN past the blow-up: no bound
     xi_blowup = np.where(lw_blowup < 0, lw_blowup - np.log(-np.expm1(lw_blowup)), np.inf)
-    l1_relax = l1_0 - tau_
-    xi_relax = np.log1p(-np.exp(l1_relax)) - l1_relax
+    # 1 - w ≥ (1 - w0) e^{-τ}, i.e. w ≤ w0 e^{-τ} + (1 - e^{-τ}), in logs.
+    lw_relax = np.logaddexp(lw0 - tau_, np.log(-np.expm1(-tau_)))
+    xi_relax = lw_relax - (l1_0 - tau_)
     xi = np.where(below, np.minimum(xi_blowup, xi_relax), xi0)
 
     active = np.arange(xi.size)
@@ -146,9 +158,10 @@ def _deep_solve(lw0: NDArray, tau_: NDArray, depth: int) -> NDArray:
         delta = _deep_delta(lw, lw - xi[active], lw0[active], l1_0[active], depth)
         step = (tau_[active] - delta) * np.exp(alpha * lw)
         xi[active] += step
-        # Stop at rounding level, in ξ or in the residual (Δ is accurate to ~eps·Δ).
-        done = (np.abs(step) <= 4 * _EPS * (1.0 + np.abs(xi[active]))) | (
-            np.abs(tau_[active] - delta) <= 16 * _EPS * (1.0 + tau_[active])
+        # Stop at rounding level, relative in ξ or in the residual: far above the
+        # target both ξ ≈ 1/w and τ are tiny, so absolute tolerances would stop early.
+        done = (np.abs(step) <= 4 * _EPS * np.abs(xi[active])) | (
+            np.abs(tau_[active] - delta) <= 16 * _EPS * tau_[active]
         )
         active = active[~done]
         if active.size == 0:
@@ -164,16 +177,18 @@ def _deep_component(
     beta = 2.0 - 2.0 / depth
     u = np.full(t.shape, np.nan)
 
-    # s = 0: du/dt = -Lλ u^{1+β}, so u^{-β} grows linearly.
-    m = ok & (s == 0)
-    u[m] = u0[m] * (1.0 + beta * depth * lam[m] * t[m] * u0[m] ** beta) ** (-1.0 / beta)
+    # s = 0: du/dt = -Lλ u^{1+β}, so u^{-β} grows linearly. This bounds u from
+    # below for s > 0 and is u itself to rounding once ρ is negligible against it.
+    decay = u0 * (1.0 + beta * depth * lam * t * u0**beta) ** (-1.0 / beta)
+    negligible = ok & ((s == 0) | (s / lam <= _EPS * decay))
+    u[negligible] = decay[negligible]
 
     # λ = 0 < s: du/dt = L s u^{1+α}, finite-time blow-up.
     m = ok & (lam == 0) & (s > 0)
     base = 1.0 - (depth - 2) * s[m] * t[m] * u0[m] ** alpha
     u[m] = np.where(base > 0, u0[m] * base ** (-1.0 / alpha), np.inf)
 
-    m = ok & (s > 0) & (lam > 0)
+    m = ok & (s > 0) & (lam > 0) & ~negligible
     rho = s[m] / lam[m]
     lw0 = np.log(u0[m]) - np.log(rho)
     tau_ = t[m] * depth * s[m] * rho**alpha
@@ -203,14 +218,14 @@ def flow_component(
         Depth L ≥ 1 (a scalar: the solution's form depends on it).
     u0 : array_like
         Initial value, ``e^{-Lδ}`` for the aligned initialisation of scale δ.
-        Any real number for L = 1 (an affine ODE); ``u0 > 0`` for L ≥ 3.
+        Any real number for L = 1 (an affine ODE); ``u0 > 0`` for L ≥ 2.
 
     Returns
     -------
     ndarray
-        u(t), broadcast over all array arguments. NaN outside the domain
-        (t < 0; for L ≥ 3 also s < 0, λ < 0 or u0 ≤ 0); inf after a finite-time
-        blow-up (λ = 0 < s, L ≥ 3).
+        u(t), broadcast over all array arguments; exactly u0 at t = 0 and never
+        past ρ. NaN outside the domain (t < 0, s < 0, λ < 0, or u0 ≤ 0 for
+        L ≥ 2); inf after a finite-time blow-up (λ = 0 < s, L ≥ 3).
 
     Notes
     -----
@@ -271,22 +286,28 @@ def flow_time(
     L-th roots of unity ``ω_k``,
     ``t = ρ^{-α}/(L s) · [-(L/(L-2)) p^{2-L} - Σ_k Re(ω_k² log(p - ω_k))]_{p0}^{p}``
     (partial fractions of ``L / (p^{L-1}(1 - p^L))``), evaluated as differences
-    that keep full relative precision however small u0 is. ``s = 0`` and
-    ``λ = 0`` use the power laws of the pure decay and pure growth flows.
+    that keep full relative precision however small u0 is. Far above the
+    target (u ≥ 4ρ, where those terms cancel) a series in ρ/u replaces it.
+    ``s = 0`` (or ρ below rounding against u) and ``λ = 0`` use the power laws
+    of the pure decay and pure growth flows.
     """
     depth = _check_depth(depth)
     u, s, lam, u0 = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (u, s, lam, u0)))
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        # log1p(z) = log((ρ - u0)/(ρ - u)): accurate however close u is to u0 or
-        # to ρ, and NaN beyond ρ (z < -1). Without variance (λ = 0) that factor is 1.
+        # Differences u - u0 and ρ - u keep full precision near u0 and near ρ;
+        # log1p of an argument < -1 is NaN, which marks u beyond ρ.
         rho = s / lam
-        z = np.where(lam > 0, (u - u0) / (rho - u), 0.0)
         if depth == 1:
-            t = np.where(lam > 0, np.log1p(z) / lam, (u - u0) / s)
+            t = np.where(lam > 0, np.log1p((u - u0) / (rho - u)) / lam, (u - u0) / s)
         elif depth == 2:
-            logistic = (np.log1p((u - u0) / u0) + np.log1p(z)) / (2.0 * s)
-            decay = (1.0 / u - 1.0 / u0) / (2.0 * lam)
-            t = np.where(u > 0, np.where(s == 0, decay, logistic), np.nan)
+            # t = log1p(q)/(2s), q = ρ(u - u0)/(u0(ρ - u)); written via log1p(q)/q so
+            # that it stays exact as s -> 0 (where it becomes (1/u - 1/u0)/(2λ)).
+            q = rho * (u - u0) / (u0 * (rho - u))
+            q_safe = np.where(q == 0, 1.0, q)
+            log1p_ratio = np.where(q == 0, 1.0, np.log1p(q_safe) / q_safe)
+            logistic = (u - u0) / (2.0 * u0 * lam * (rho - u)) * log1p_ratio
+            growth = np.log1p((u - u0) / u0) / (2.0 * s)
+            t = np.where(u > 0, np.where(lam > 0, logistic, growth), np.nan)
         else:
             t = _deep_time(u, s, lam, depth, u0)
         # ρ itself is only approached (λ > 0; with λ = 0, L ≥ 3 blows up in finite time).
@@ -308,7 +329,8 @@ def _deep_time(u: NDArray, s: NDArray, lam: NDArray, depth: int, u0: NDArray) ->
     general = np.where((rho - u0) * (rho - u) > 0, general, np.nan)
     decay = u0**-beta * np.expm1(beta * np.log(u0 / u)) / (beta * depth * lam)
     growth = -(u0**-alpha) * np.expm1(-alpha * np.log(u / u0)) / ((depth - 2) * s)
-    return np.where(s == 0, decay, np.where(lam == 0, growth, general))
+    negligible = (s == 0) | ((lam > 0) & (rho <= _EPS * u))  # ρ below rounding: pure decay
+    return np.where(negligible, decay, np.where(lam == 0, growth, general))
 
 
 def flow_crossing_time(

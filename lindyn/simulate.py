@@ -153,12 +153,13 @@ def run_cells(
     records: list[RunRecord | None] = [None] * len(specs)
     for (depth, width), members in groups.items():
         start = time.perf_counter()
-        reach = min(width, stats.m) if depth > 1 else stats.m
-        K = max(min(reach, stats.rank), 1)
+        # Distances to every W_k (k ≤ rank Σxy), whatever the width, so that all
+        # runs on a dataset share the ``k`` axis.
+        K = max(stats.rank, 1)
         seq = [theory.w_seq(stats.U, stats.V, stats.rho, k) for k in range(1, K + 1)]
         rrr = [stats.w_rrr(k) for k in range(1, K + 1)]
         problem = EigenProblem.from_stats(stats, max_components, targets=seq + rrr)
-        target = stats.rrr_loss(K)
+        target = stats.rrr_loss(min(width, K) if depth > 1 else K)
         layers0 = [
             init_layers(stats, depth, width, specs[i].delta, specs[i].init, specs[i].seed)
             for i in members

@@ -269,7 +269,8 @@ def first_crossing(u: ArrayLike, rho: ArrayLike, f: ArrayLike, axis: int = 0) ->
     ndarray of int
         Shape ``(*f.shape, *others)`` where ``others`` is u's shape without
         ``axis``: the first index with ``u ≥ f·ρ``, or -1 if never. NaN steps
-        (diverged runs) never count as a crossing; ``+inf`` does.
+        (diverged runs) never count as a crossing; ``+inf`` does. For one
+        fraction per trajectory pass ``rho=f * rho`` and ``f=1``.
     """
     u = np.moveaxis(np.asarray(u, dtype=float), axis, 0)
     f = np.asarray(f, dtype=float)

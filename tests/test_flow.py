@@ -104,12 +104,29 @@ def test_flow_component_without_variance_grows(depth):
 @pytest.mark.parametrize("depth", [3, 4, 5, 7])
 @pytest.mark.parametrize(
     ("s", "lam", "u0", "u"),
-    [(2.0, 1.0, 1e-9, 1.0), (2.0, 1.0, 1e-9, 1.99999), (1.0, 3.0, 5.0, 0.34), (0.3, 0.2, 0.1, 1.2)],
+    [
+        (2.0, 1.0, 1e-9, 1.0),
+        (2.0, 1.0, 1e-9, 1.99999),
+        (1.0, 3.0, 5.0, 0.34),
+        (0.3, 0.2, 0.1, 1.2),
+        (1e-3, 1.0, 5.0, 0.5),  # far above the target: u/ρ = 500
+        (0.5, 1.0, 5.0, 2.2),  # u/ρ = 4.4, where the series in ρ/u converges slowest
+    ],
 )
 def test_flow_time_matches_log_quadrature(depth, s, lam, u0, u):
     assert flow_time(u, s, lam, depth, u0) == pytest.approx(
         log_quadrature_time(u, s, lam, depth, u0), rel=1e-10
     )
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+def test_vanishing_s_tends_to_pure_decay(depth):
+    t = np.array([0.1, 1.0, 10.0])
+    decay = flow_component(t, 0.0, 1.3, depth, 2.0)
+    for s in [1e-6, 1e-12, 1e-200]:
+        u = flow_component(t, s, 1.3, depth, 2.0)
+        assert np.all(np.abs(u / decay - 1) <= 10 * (s / 1.3) / decay + 1e-14)  # O(ρ/u)
+        np.testing.assert_allclose(flow_time(u, s, 1.3, depth, 2.0), t, rtol=1e-10)
 
 
 @settings(max_examples=150, deadline=None)
@@ -147,8 +164,10 @@ def test_flow_component_broadcasts(depth):
     s, lam = np.array([0.5, 1.0, 2.0, 0.0]), np.array([1.0, 0.5, 2.0, 1.0])
     u = flow_component(t, s, lam, depth, 0.1)
     assert u.shape == (3, 4)
-    loop = [[flow_component(ti, si, li, depth, 0.1) for si, li in zip(s, lam, strict=True)]
-            for ti in t[:, 0]]
+    loop = [
+        [flow_component(ti, si, li, depth, 0.1) for si, li in zip(s, lam, strict=True)]
+        for ti in t[:, 0]
+    ]
     np.testing.assert_array_equal(u, np.array(loop))
 
 

@@ -126,8 +126,10 @@ def test_log_schedule(max_steps, density):
     steps = log_schedule(max_steps, density)
     assert steps[0] == 0 and steps[-1] == max_steps
     assert np.all(np.diff(steps) > 0)
-    if max_steps >= 10:
-        assert len(steps) >= density * int(np.log10(max_steps)) // 2
+    # every decade above the first holds at least `density` distinct steps, or all of its steps
+    for low in 10 ** np.arange(1, int(np.log10(max_steps))):
+        in_decade = np.sum((steps >= low) & (steps < 10 * low))
+        assert in_decade >= min(density, 9 * low) // 2
 
 
 @pytest.mark.parametrize(

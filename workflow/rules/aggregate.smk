@@ -8,8 +8,10 @@ rule aggregate:
         phase_times=directory("results/aggregate/{dataset}/phase_times.zarr"),
         bounds=directory("results/aggregate/{dataset}/bounds.zarr"),
         path=directory("results/aggregate/{dataset}/path.zarr"),
-    threads: config.get("aggregate", {}).get("workers", 1)
     log:
         "results/logs/aggregate/{dataset}.log",
+    conda:
+        "../envs/lindyn.yaml"
+    threads: config.get("aggregate", {}).get("workers", 1)
     script:
         "../scripts/aggregate.py"

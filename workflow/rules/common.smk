@@ -5,7 +5,6 @@ from snakemake.utils import validate
 
 from lindyn.config import check_config, format_value, grid_cells
 
-
 validate(config, "../schemas/config.schema.yaml")
 check_config(config)
 
@@ -38,7 +37,8 @@ def dataset_option_args(wildcards):
     """The dataset's options as repeated `--option KEY=VALUE` arguments."""
     options = config["datasets"][wildcards.dataset].get("options", {})
     return " ".join(
-        f"--option {key}={format_value(value)}" for key, value in sorted(options.items())
+        f"--option {key}={format_value(value)}"
+        for key, value in sorted(options.items())
     )
 
 
@@ -55,4 +55,6 @@ def aggregate_outputs(dataset):
 
 
 def all_targets():
-    return [path for dataset in config["datasets"] for path in aggregate_outputs(dataset)]
+    return [
+        path for dataset in config["datasets"] for path in aggregate_outputs(dataset)
+    ] + report_targets()

@@ -2,11 +2,14 @@ rule dataset_stats:
     """Load a dataset once and store its sufficient statistics and spectra."""
     output:
         directory("results/datasets/{dataset}.zarr"),
-    params:
-        loader=lambda wildcards: config["datasets"][wildcards.dataset]["loader"],
-        options=dataset_option_args,
     log:
         "results/logs/datasets/{dataset}.log",
+    conda:
+        "../envs/lindyn.yaml"
+    params:
+        lindyn=LINDYN,
+        loader=lambda wildcards: config["datasets"][wildcards.dataset]["loader"],
+        options=dataset_option_args,
     shell:
-        "{LINDYN} dataset {params.loader} {params.options} --label {wildcards.dataset}"
+        "{params.lindyn} dataset {params.loader} {params.options} --label {wildcards.dataset}"
         " --out {output} > {log} 2>&1"

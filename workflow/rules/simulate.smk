@@ -4,15 +4,18 @@ rule simulate:
         stats="results/datasets/{dataset}.zarr",
     output:
         directory(f"results/runs/{RUN_PATTERN}.zarr"),
+    log:
+        f"results/logs/runs/{RUN_PATTERN}.log",
+    conda:
+        "../envs/lindyn.yaml"
     params:
+        lindyn=LINDYN,
         max_steps=config["max_steps"],
         log_density=config["log_density"],
         tol=config.get("tol", 1e-8),
         max_components=config.get("max_components", 32),
-    log:
-        f"results/logs/runs/{RUN_PATTERN}.log",
     shell:
-        "{LINDYN} simulate --stats {input.stats} --label {wildcards.dataset}"
+        "{params.lindyn} simulate --stats {input.stats} --label {wildcards.dataset}"
         " --depth {wildcards.depth} --width {wildcards.width} --init {wildcards.init}"
         " --seed {wildcards.seed} --eta {wildcards.eta} --delta {wildcards.delta}"
         " --max-steps {params.max_steps} --log-density {params.log_density}"

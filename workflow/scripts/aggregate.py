@@ -5,10 +5,13 @@ from pathlib import Path
 
 from lindyn.aggregate import aggregate
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
-aggregate(
-    run_paths=list(snakemake.input.runs),  # noqa: F821
-    stats_path=snakemake.input.stats,  # noqa: F821
-    out_dir=Path(snakemake.output.trajectories).parent,  # noqa: F821
-    workers=snakemake.threads,  # noqa: F821
-)
+# Guarded: with `workers > 1` Dask starts worker processes with multiprocessing's "spawn",
+# which re-runs this file (as `__mp_main__`, without Snakemake's preamble) in each worker.
+if __name__ == "__main__":
+    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+    aggregate(
+        run_paths=list(snakemake.input.runs),  # noqa: F821
+        stats_path=snakemake.input.stats,  # noqa: F821
+        out_dir=Path(snakemake.output.trajectories).parent,  # noqa: F821
+        workers=snakemake.threads,  # noqa: F821
+    )
