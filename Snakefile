@@ -2,6 +2,8 @@
 # The rules live in workflow/rules/; this file only sets things up.
 from snakemake.utils import min_version
 
+from lindyn.report import FIGURES
+
 min_version("9.0")
 
 
@@ -13,6 +15,16 @@ include: "workflow/rules/datasets.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+
+
+# Under a cluster executor these rules run on the submitting host, not as cluster jobs
+# (README, "Running on Slurm"): the figures and the report only read the aggregated stores.
+# config `cluster.localrules` adds more. `all` runs nothing and is always local.
+workflow.localrules(
+    "report",
+    *(f"figure_{name}" for name, _, _ in FIGURES.values()),
+    *config.get("cluster", {}).get("localrules", []),
+)
 
 
 rule all:

@@ -39,12 +39,23 @@ import xarray as xr
 
 from lindyn import flow, theory
 from lindyn.provenance import provenance
-from lindyn.store import read_run, read_stats, write_store
+from lindyn.store import StoreError, read_run, read_stats, write_store
 
-__all__ = ["GRID_DIMS", "PATH_TOLERANCE", "aggregate", "bounds", "combine_runs", "path_metrics",
-           "phase_times"]
+__all__ = [
+    "GRID_DIMS",
+    "PATH_TOLERANCE",
+    "aggregate",
+    "bounds",
+    "combine_runs",
+    "path_metrics",
+    "phase_times",
+]
 
 GRID_DIMS = ("depth", "width", "eta", "delta", "init", "seed")
+# Statuses whose measurements enter phase times, bounds and path metrics. A
+# diverged run keeps its trajectory (up to its stop step) in trajectories.zarr
+# and its status everywhere, but its crossings and distances are NaN.
+USABLE_STATUSES = ("converged", "max_steps")
 PATH_TOLERANCE = 0.1
 log = logging.getLogger(__name__)
 
@@ -81,17 +92,42 @@ def combine_runs(run_paths: Sequence[str | Path]) -> xr.Dataset:
     Raises
     ------
     lindyn.store.StoreError
-        If a store is missing, incomplete or damaged (the message names it).
+        If a store is missing, incomplete or damaged (the message names it):
+        each store's content is checked against the checksum recorded when it
+        was written, so a deleted or truncated chunk is not read as fill values.
     """
     if not run_paths:
         raise ValueError("no run stores to aggregate")
-    runs = [_with_grid_coords(read_run(path, lazy=True)) for path in run_paths]
+    runs, damaged = [], []
+    for path in run_paths:
+        try:
+            runs.append(_with_grid_coords(read_run(path, lazy=True, verify=True)))
+        except StoreError as err:
+            damaged.append((Path(path), err))
+    if len(damaged) == 1:
+        raise damaged[0][1]
+    if damaged:
+        raise StoreError(
+            f"{len(damaged)} of {len(run_paths)} run stores cannot be used:\n"
+            + "\n".join(f"  {err}" for _, err in damaged)
+            + "\ndelete them and rerun the pipeline to recompute them: rm -r "
+            + " ".join(str(path) for path, _ in damaged)
+        )
     combined = xr.combine_by_coords(
-        runs, data_vars="minimal", coords="different", compat="no_conflicts", join="outer",
+        runs,
+        data_vars="minimal",
+        coords="different",
+        compat="no_conflicts",
+        join="outer",
         combine_attrs="drop",
     )
     combined["status"] = combined["status"].fillna("missing").astype(str)
     return combined
+
+
+def _usable(runs: xr.Dataset) -> xr.DataArray:
+    """Runs whose measurements mean something: not diverged (and not missing)."""
+    return runs["status"].isin(USABLE_STATUSES)
 
 
 def _u0(runs: xr.Dataset) -> xr.DataArray:
@@ -112,26 +148,48 @@ def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Data
     u0 = _u0(runs)
     fraction = runs["fraction"]
     depth, eta, delta = runs["depth"], runs["eta"], runs["delta"]
-    measured = runs["crossing_step"]
+    # A diverged run "crosses" every fraction on its way to overflow: not a measurement.
+    measured = runs["crossing_step"].where(_usable(runs))
 
     # The flow's quadrature takes one depth at a time.
-    t_flow = xr.concat(
-        [
-            xr.apply_ufunc(
-                flow.flow_crossing_time, fraction, s, lam, int(L), u0.sel(depth=L),
-                dask="parallelized", output_dtypes=[float],
-            )
-            for L in depth.values
-        ],
-        dim=depth,
-    ) / eta
+    t_flow = (
+        xr.concat(
+            [
+                xr.apply_ufunc(
+                    flow.flow_crossing_time,
+                    fraction,
+                    s,
+                    lam,
+                    int(L),
+                    u0.sel(depth=L),
+                    dask="parallelized",
+                    output_dtypes=[float],
+                )
+                for L in depth.values
+            ],
+            dim=depth,
+        )
+        / eta
+    )
     t_asymptotic = xr.apply_ufunc(
-        theory.predicted_transition_step, depth, delta, eta, s, dask="parallelized",
+        theory.predicted_transition_step,
+        depth,
+        delta,
+        eta,
+        s,
+        dask="parallelized",
         output_dtypes=[float],
     )
     bracket = xr.apply_ufunc(
-        theory.crossing_bracket, s, lam, u0, eta, fraction, output_core_dims=[[], []],
-        dask="parallelized", output_dtypes=[float, float],
+        theory.crossing_bracket,
+        s,
+        lam,
+        u0,
+        eta,
+        fraction,
+        output_core_dims=[[], []],
+        dask="parallelized",
+        output_dtypes=[float, float],
     )
     t_minus = bracket[0].where(depth == 2)
     t_plus = bracket[1].where(depth == 2)
@@ -187,11 +245,12 @@ def bounds(runs: xr.Dataset, phase: xr.Dataset, s: xr.DataArray, lam: xr.DataArr
     lower_next = phase2["t_minus"].sel(fraction=0.1).shift(component=-1)
     separated = (upper_i < lower_next).where(lower_next.notnull() & upper_i.notnull())
     gap = (s - s.shift(component=-1)) / s
+    violation = two["bound_violation"].where(_usable(two))
     out = xr.Dataset(
         {
-            "max_violation": two["bound_violation"].max("component"),
-            "violation": two["bound_violation"],
-            "applicable": two["bound_violation"].notnull().any("component"),
+            "max_violation": violation.max("component"),
+            "violation": violation,
+            "applicable": violation.notnull().any("component"),
             "eta_s": eta * s,
             "bracket_ratio": half,
             "bracket_position": phase2["bracket_position"],
@@ -223,8 +282,9 @@ def path_metrics(runs: xr.Dataset, seq_norm: xr.DataArray, rrr_norm: xr.DataArra
     """
     out = {}
     step = runs["step"]
+    usable = _usable(runs)
     for name, norm in (("seq", seq_norm), ("rrr", rrr_norm)):
-        rel = runs[f"dist_{name}"] / norm
+        rel = (runs[f"dist_{name}"] / norm).where(usable)
         within = rel <= PATH_TOLERANCE
         out[f"min_rel_dist_{name}"] = rel.min("step")
         out[f"argmin_step_{name}"] = step.where(rel == rel.min("step")).min("step")
@@ -240,10 +300,16 @@ def path_metrics(runs: xr.Dataset, seq_norm: xr.DataArray, rrr_norm: xr.DataArra
     return ds
 
 
+def _status_counts(status: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(np.asarray(status, dtype=str), return_counts=True)
+    return {k: int(v) for k, v in zip(values, counts, strict=True) if k != "missing"}
+
+
 def _table(ds: xr.Dataset, path: Path) -> None:
     frame = ds.drop_vars([v for v in ds.data_vars if ds[v].dtype == object and v != "status"])
-    frame = frame.to_dataframe().dropna(how="all", subset=[v for v in frame.data_vars
-                                                          if v != "status"])
+    frame = frame.to_dataframe().dropna(
+        how="all", subset=[v for v in frame.data_vars if v != "status"]
+    )
     frame.to_csv(path)
 
 
@@ -296,8 +362,9 @@ def aggregate(
     if workers > 1:
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
         client = Client(cluster)
     try:
         phase = phase_times(runs, s, lam)
@@ -312,10 +379,9 @@ def aggregate(
             "eps_a1": stats.eps_a1,
             "eps_iso": stats.eps_iso,
             "n_runs": len(run_paths),
-            "status_counts": json.dumps(
-                {k: int(v) for k, v in zip(*np.unique(runs["status"].values,
-                                                      return_counts=True), strict=True)}
-            ),
+            # Runs by status (cells of the combined grid that are not runs, e.g. the
+            # aligned init's unused seeds, are "missing" and not counted).
+            "status_counts": json.dumps(_status_counts(runs["status"].values)),
             **provenance(),
         }
         paths = {}

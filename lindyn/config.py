@@ -1,20 +1,36 @@
 """The pipeline's configuration: checks beyond the JSON schema, and the grid of cells.
 
 The schema (``workflow/schemas/config.schema.yaml``, applied by Snakemake's
-``validate``) checks types, ranges and unknown keys. This module adds what a
-schema cannot say: numbers must be finite (YAML's ``.nan`` passes any range
-check), loader options must be options of that loader with valid values, and
-files a dataset points to must exist. Errors name the key, the value and what
-is allowed.
+``validate``) checks types, ranges and unknown keys; :func:`describe_schema_error`
+turns its verdict into one line naming the key, the value and what is allowed.
+This module adds what a schema cannot say: numbers must be finite (YAML's
+``.nan`` passes any range check), loader options must be options of that loader
+with valid values, and files a dataset points to must exist. Errors name the
+key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "check_config", "format_value", "grid_cells"]
+__all__ = [
+    "ConfigError",
+    "check_config",
+    "config_error_message",
+    "describe_schema_error",
+    "format_value",
+    "grid_cells",
+    "schema_problems",
+]
+
+# Keys whose values are integers (the schema's "integer" also admits 2.0).
+_INTEGER_KEYS = ("width", "max_steps", "log_density", "max_components")
+_INTEGER_LISTS = ("depth", "seed")
 
 
 class ConfigError(ValueError):
@@ -36,19 +52,255 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _check_finite(value: Any, key: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"config key '{key}': {value!r} is not allowed, numbers must be finite")
+# ---------------------------------------------------------------- schema errors
+
+
+def _key_path(parts: Sequence[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+_BOUNDS = (
+    ("exclusiveMinimum", ">"),
+    ("minimum", ">="),
+    ("exclusiveMaximum", "<"),
+    ("maximum", "<="),
+)
+
+
+def _allowed(schema: Any) -> str:
+    """A short description of the values a (sub)schema allows."""
+    if not isinstance(schema, Mapping):
+        return "anything" if schema is True else "nothing"
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    kind = schema.get("type")
+    if kind == "array":
+        items = schema.get("items", {})
+        size = schema.get("minItems", 0)
+        text = (
+            ("a non-empty list" if size == 1 else f"a list of >= {size} items")
+            if size
+            else "a list"
+        )
+        if schema.get("uniqueItems"):
+            text += " of distinct values"
+        return f"{text}, each {_allowed(items)}" if items else text
+    if kind == "object":
+        props = schema.get("properties", {})
+        if props:
+            required = schema.get("required", [])
+            text = "a mapping with keys " + ", ".join(props)
+            return text + (f" (required: {', '.join(required)})" if required else "")
+        if "propertyNames" in schema:
+            return "a mapping of names (letters, digits, underscores) to entries"
+        return "a mapping"
+    text = _TYPE_NAMES.get(kind, "a value") if isinstance(kind, str) else "a value"
+    bounds = [f"{op} {schema[key]}" for key, op in _BOUNDS if key in schema]
+    if bounds:
+        text += " " + " and ".join(bounds)
+    if "pattern" in schema:
+        text += f" matching {schema['pattern']}"
+    return text
+
+
+def _reason(error: Any) -> str:
+    check, limit = error.validator, error.validator_value
+    if check == "type":
+        return f"must be {_TYPE_NAMES.get(limit, limit)}"
+    for key, op in _BOUNDS:
+        if check == key:
+            return f"must be {op} {limit}"
+    if check == "enum":
+        return "must be one of " + ", ".join(map(str, limit))
+    if check == "minItems":
+        return f"must have at least {limit} item(s)"
+    if check == "maxItems":
+        return f"must have at most {limit} item(s)"
+    if check == "uniqueItems":
+        return "values must be distinct"
+    if check == "pattern":
+        return f"must match {limit}"
+    if check == "minProperties":
+        return f"must have at least {limit} entr{'y' if limit == 1 else 'ies'}"
+    return error.message
+
+
+def describe_schema_error(error: Any) -> str:
+    """One line for a :class:`jsonschema.ValidationError` on the configuration.
+
+    Parameters
+    ----------
+    error : jsonschema.exceptions.ValidationError
+
+    Returns
+    -------
+    str
+        ``config key 'KEY': VALUE is not allowed (REASON); allowed: ALLOWED``,
+        or, for unknown and missing keys, what the mapping allows.
+    """
+    path = list(error.absolute_path)
+    check = error.validator
+    if check == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = error.schema.get("properties", {})
+        unknown = [k for k in error.instance if k not in known] or ["?"]
+        keys = ", ".join(repr(_key_path([*path, k])) for k in unknown)
+        return (
+            f"config key(s) {keys}: unknown key; allowed keys"
+            f"{' in ' + repr(_key_path(path)) if path else ''}: {', '.join(known)}"
+        )
+    if check == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message) or [
+            str(error.validator_value)
+        ]
+        allowed = error.schema.get("properties", {}).get(missing[0], {})
+        return (
+            f"config key {_key_path([*path, missing[0]])!r} is missing; it is required "
+            f"(allowed: {_allowed(allowed)})"
+        )
+    if "propertyNames" in error.schema_path:
+        return (
+            f"config key {_key_path([*path, error.instance])!r}: the name {error.instance!r} is "
+            f"not allowed ({_reason(error)}); allowed: names of letters, digits and underscores "
+            "starting with a letter"
+        )
+    where = _key_path(path)
+    return (
+        f"config key {where!r}: {_show(error.instance)} is not allowed ({_reason(error)}); "
+        f"allowed: {_allowed(error.schema)}"
+    )
+
+
+def schema_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every schema violation of ``config``, one line each (see `describe_schema_error`).
+
+    Parameters
+    ----------
+    config : mapping
+    schema : mapping
+        The loaded JSON schema.
+
+    Returns
+    -------
+    list of str
+        Sorted by key; empty if the configuration satisfies the schema.
+    """
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(
+        Draft202012Validator(schema).iter_errors(config),
+        key=lambda e: [str(p) for p in e.absolute_path],
+    )
+    return [describe_schema_error(e) for e in errors]
+
+
+def config_error_message(
+    error: BaseException,
+    config: Mapping[str, Any] | None = None,
+    schema: Mapping[str, Any] | str | os.PathLike | None = None,
+    limit: int = 10,
+) -> str:
+    """What to tell the user about a refused configuration, without a traceback.
+
+    Parameters
+    ----------
+    error : BaseException
+        A :class:`ConfigError`, a :class:`jsonschema.ValidationError`, or the
+        error Snakemake's ``validate`` raises (whose context is the validation error).
+    config, schema : optional
+        The configuration and the schema (mapping or YAML file): given both, every
+        schema violation is listed, not only the first.
+    limit : int
+        At most this many violations are listed.
+
+    Returns
+    -------
+    str
+    """
+    from jsonschema import ValidationError
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ValidationError | ConfigError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ValidationError):
+        lines = [describe_schema_error(cause)]
+        if config is not None and schema is not None:
+            if not isinstance(schema, Mapping):
+                import yaml
+
+                schema = yaml.safe_load(Path(schema).read_text())
+            lines = schema_problems(config, schema) or lines
+    else:
+        lines = [str(cause if cause is not None else error)]
+    extra = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
+    return "invalid configuration:\n  " + "\n  ".join(lines[:limit]) + extra
+
+
+# ---------------------------------------------------------------- beyond the schema
+
+
+def _walk(value: Any, key: str) -> Iterator[tuple[str, Any]]:
+    yield key, value
     if isinstance(value, Mapping):
         for sub, item in value.items():
-            _check_finite(item, f"{key}.{sub}" if key else str(sub))
+            if not isinstance(sub, str):
+                raise ConfigError(
+                    f"config key {key or '(top level)'!r}: key {sub!r} is not allowed "
+                    "(keys must be strings; quote it in YAML)"
+                )
+            yield from _walk(item, f"{key}.{sub}" if key else sub)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check_finite(item, f"{key}[{i}]")
+            yield from _walk(item, f"{key}[{i}]")
 
 
-def check_config(config: Mapping[str, Any]) -> None:
+def _normalise_integers(config: MutableMapping[str, Any]) -> None:
+    """Turn integral floats (YAML ``2.0``, which the schema admits) into ints in place."""
+
+    def fix(value: Any) -> Any:
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    for key in _INTEGER_KEYS:
+        if key in config:
+            config[key] = fix(config[key])
+    grid = config.get("grid")
+    if isinstance(grid, MutableMapping):
+        for axis in _INTEGER_LISTS:
+            if isinstance(grid.get(axis), list):
+                grid[axis] = [fix(v) for v in grid[axis]]
+    aggregate = config.get("aggregate")
+    if isinstance(aggregate, MutableMapping) and "workers" in aggregate:
+        aggregate["workers"] = fix(aggregate["workers"])
+    for entry in (config.get("datasets") or {}).values():
+        if isinstance(entry, MutableMapping) and "width" in entry:
+            entry["width"] = fix(entry["width"])
+
+
+def _option_key(name: str, message: str) -> str:
+    found = re.search(r"option '([^']+)'", message)
+    return f"datasets.{name}.options" + (f".{found.group(1)}" if found else "")
+
+
+def check_config(config: MutableMapping[str, Any]) -> None:
     """Check what the schema cannot: finiteness, loader options, files, distinct floats.
+
+    Integral floats at integer keys (``width: 3.0``) are turned into ints in place.
 
     Raises
     ------
@@ -57,11 +309,20 @@ def check_config(config: Mapping[str, Any]) -> None:
     """
     from lindyn.datasets import DatasetError, loader_options, resolve_options
 
-    _check_finite(config, "")
+    for key, value in _walk(config, ""):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(
+                f"config key {key!r}: {value!r} is not allowed; allowed: finite numbers"
+            )
+    _normalise_integers(config)
     for axis in ("eta", "delta"):
         spelled = [format_value(float(v)) for v in config["grid"][axis]]
         if len(set(spelled)) != len(spelled):
-            raise ConfigError(f"config key 'grid.{axis}': values {spelled} are not distinct")
+            twice = sorted({v for v in spelled if spelled.count(v) > 1})
+            raise ConfigError(
+                f"config key 'grid.{axis}': values {spelled} are not allowed "
+                f"({', '.join(twice)} given more than once); allowed: distinct numbers"
+            )
     for name, entry in config["datasets"].items():
         loader = entry["loader"]
         allowed = loader_options(loader)
@@ -74,8 +335,8 @@ def check_config(config: Mapping[str, Any]) -> None:
                 )
         try:
             resolve_options(loader, options)
-        except DatasetError as err:
-            raise ConfigError(f"config key 'datasets.{name}.options': {err}") from err
+        except (DatasetError, TypeError, ValueError) as err:
+            raise ConfigError(f"config key {_option_key(name, str(err))!r}: {err}") from None
 
 
 def grid_cells(config: Mapping[str, Any], dataset: str) -> list[dict[str, str]]:

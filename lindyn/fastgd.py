@@ -15,7 +15,7 @@ compiled pass over the rows of the first layer per step:
 * **One fused row pass.** For depth ``L ≥ 2`` let ``P = W_2⋯W_L`` (``r×p``).
   Row ``j`` of the product is ``w_j = W_1[j] P``, of the gradient
   ``g_j = μ_j w_j − S_j``; the pass accumulates the loss, ``u`` and
-  ``H = W_1ᵀ G`` and updates ``W_1[j] −= η g_j Pᵀ`` in place, two rows at a
+  ``H = W_1ᵀ G`` and updates ``W_1[j] −= η g_j Pᵀ`` in place, four rows at a
   time. The ``r×r`` and ``r×p`` layers are then updated from ``H``: about
   ``6·d·r·p`` flops a step for depth 2, the product ``W`` is never stored.
 * **SIMD across runs.** Runs are packed in groups of :data:`LANES`; lane ``b`` of
@@ -48,6 +48,8 @@ __all__ = ["LANES", "Sweep", "SweepResult", "fast_sweep"]
 
 LANES = 8
 """Runs per SIMD group (one 512-bit register of float64, two 256-bit ones)."""
+ROWS = 4
+"""Rows of the first layer a pass of the kernel (``d`` is padded to a multiple)."""
 
 # ---------------------------------------------------------------------------
 # Explicit SIMD vectors of LANES float64 for numba. numba does not vectorise
@@ -161,8 +163,9 @@ _vmul = _elementwise("fmul", "``a * b``.")
 #   first (G, d, r, L) · mids (G, depth−2, r, r, L) · last (G, r, p, L) ·
 #   linear (G, d, p, L) for depth 1 · eta (G, L) · loss (G, T, L) · u (G, T, c, L)
 #   mu (d,), S (d, p), U (d, c) shared by all runs.
-# d and p are even (zero padding, exact: a zero row of S with μ = 0, or a zero
-# column of S and of the last layer, stays zero and contributes nothing).
+# d is padded to a multiple of ROWS and p to an even number with zeros: exact, as
+# a zero row of S with μ = 0, or a zero column of S and of the last layer, stays
+# zero and contributes nothing.
 
 
 @numba.njit(cache=True)
@@ -191,74 +194,84 @@ def _axpy(y, yo, e, x, xo, n):
 
 @numba.njit(cache=True)
 def _row_pass(mu, S, U, first, fo, r, P, H, gk, ua, e):
-    """One step of the first layer (rows in pairs); returns twice the data-dependent loss.
+    """One step of the first layer, :data:`ROWS` rows a pass; returns twice the loss.
 
     Reads ``P = W_2⋯W_L`` (``r×p`` lane vectors at the start of ``P``), sets
-    ``H = W_1ᵀ G`` and ``ua[i] = u_i``, and updates ``W_1`` (at ``first[fo:]``).
+    ``H = W_1ᵀ G`` and ``ua[i] = u_i``, and updates ``W_1`` (at ``first[fo:]``)
+    in place. The loss returned lacks the constant ``tr(YᵀY)/n``.
     """
     d, p = S.shape
     c = U.shape[1]
+    rl = r * LANES
     zero = _vsplat(0.0)
     for i in range(r * p):
         _vstore(H, i * LANES, zero)
     for i in range(c):
         _vstore(ua, i * LANES, zero)
     loss = zero
-    for j in range(0, d, 2):
-        m0 = _vsplat(mu[j])
-        m1 = _vsplat(mu[j + 1])
-        row0 = fo + j * r * LANES
-        row1 = row0 + r * LANES
-        # w = W_1[j:j+2] P, two rows × two columns a pass; then g = μ w − S.
+    for j in range(0, d, ROWS):
+        base = fo + j * rl  # W_1[j + i, a] is at base + i·rl + a·LANES
+        # w = W_1[j:j+4] P, two columns at a time, and g = μ w − S into gk.
         for k in range(0, p, 2):
-            w00 = w01 = w10 = w11 = zero
+            w00 = w01 = w10 = w11 = w20 = w21 = w30 = w31 = zero
             for a in range(r):
-                x0 = _vload(first, row0 + a * LANES)
-                x1 = _vload(first, row1 + a * LANES)
+                o = base + a * LANES
+                x0 = _vload(first, o)
+                x1 = _vload(first, o + rl)
+                x2 = _vload(first, o + 2 * rl)
+                x3 = _vload(first, o + 3 * rl)
                 y0 = _vload(P, (a * p + k) * LANES)
                 y1 = _vload(P, (a * p + k + 1) * LANES)
                 w00 = _vfma(x0, y0, w00)
                 w01 = _vfma(x0, y1, w01)
                 w10 = _vfma(x1, y0, w10)
                 w11 = _vfma(x1, y1, w11)
-            s00 = _vsplat(S[j, k])
-            s01 = _vsplat(S[j, k + 1])
-            s10 = _vsplat(S[j + 1, k])
-            s11 = _vsplat(S[j + 1, k + 1])
-            g00 = _vsub(_vmul(m0, w00), s00)
-            g01 = _vsub(_vmul(m0, w01), s01)
-            g10 = _vsub(_vmul(m1, w10), s10)
-            g11 = _vsub(_vmul(m1, w11), s11)
-            # w (μ w − 2s) = 2 × (½ μ w² − w s), the row's share of the loss
-            loss = _vfma(w00, _vsub(g00, s00), loss)
-            loss = _vfma(w01, _vsub(g01, s01), loss)
-            loss = _vfma(w10, _vsub(g10, s10), loss)
-            loss = _vfma(w11, _vsub(g11, s11), loss)
-            _vstore(gk, k * LANES, g00)
-            _vstore(gk, (k + 1) * LANES, g01)
-            _vstore(gk, (p + k) * LANES, g10)
-            _vstore(gk, (p + k + 1) * LANES, g11)
-            if k < c:
-                acc = _vfma(_vsplat(U[j, k]), w00, _vload(ua, k * LANES))
-                _vstore(ua, k * LANES, _vfma(_vsplat(U[j + 1, k]), w10, acc))
-            if k + 1 < c:
-                acc = _vfma(_vsplat(U[j, k + 1]), w01, _vload(ua, (k + 1) * LANES))
-                _vstore(ua, (k + 1) * LANES, _vfma(_vsplat(U[j + 1, k + 1]), w11, acc))
-        # H += W_1[j:j+2]ᵀ g and W_1[j:j+2] −= η g Pᵀ (from the old rows).
+                w20 = _vfma(x2, y0, w20)
+                w21 = _vfma(x2, y1, w21)
+                w30 = _vfma(x3, y0, w30)
+                w31 = _vfma(x3, y1, w31)
+            for i, wa, wb in ((0, w00, w01), (1, w10, w11), (2, w20, w21), (3, w30, w31)):
+                m = _vsplat(mu[j + i])
+                sa = _vsplat(S[j + i, k])
+                sb = _vsplat(S[j + i, k + 1])
+                ga = _vsub(_vmul(m, wa), sa)
+                gb = _vsub(_vmul(m, wb), sb)
+                # w (μ w − 2s) = 2 (½ μ w² − w s), the entry's share of the loss
+                loss = _vfma(wa, _vsub(ga, sa), loss)
+                loss = _vfma(wb, _vsub(gb, sb), loss)
+                _vstore(gk, (i * p + k) * LANES, ga)
+                _vstore(gk, (i * p + k + 1) * LANES, gb)
+                if k < c:
+                    acc = _vload(ua, k * LANES)
+                    _vstore(ua, k * LANES, _vfma(_vsplat(U[j + i, k]), wa, acc))
+                if k + 1 < c:
+                    acc = _vload(ua, (k + 1) * LANES)
+                    _vstore(ua, (k + 1) * LANES, _vfma(_vsplat(U[j + i, k + 1]), wb, acc))
+        # H += W_1[j:j+4]ᵀ g and W_1[j:j+4] −= η g Pᵀ, from the old rows.
         for a in range(r):
-            x0 = _vload(first, row0 + a * LANES)
-            x1 = _vload(first, row1 + a * LANES)
-            c0 = c1 = zero
+            o = base + a * LANES
+            x0 = _vload(first, o)
+            x1 = _vload(first, o + rl)
+            x2 = _vload(first, o + 2 * rl)
+            x3 = _vload(first, o + 3 * rl)
+            c0 = c1 = c2 = c3 = zero
             for k in range(p):
                 q0 = _vload(gk, k * LANES)
                 q1 = _vload(gk, (p + k) * LANES)
-                o = (a * p + k) * LANES
-                _vstore(H, o, _vfma(x0, q0, _vfma(x1, q1, _vload(H, o))))
-                y = _vload(P, o)
+                q2 = _vload(gk, (2 * p + k) * LANES)
+                q3 = _vload(gk, (3 * p + k) * LANES)
+                oh = (a * p + k) * LANES
+                h = _vfma(x2, q2, _vfma(x3, q3, _vload(H, oh)))
+                _vstore(H, oh, _vfma(x0, q0, _vfma(x1, q1, h)))
+                y = _vload(P, oh)
                 c0 = _vfma(y, q0, c0)
                 c1 = _vfma(y, q1, c1)
-            _vstore(first, row0 + a * LANES, _vsub(x0, _vmul(e, c0)))
-            _vstore(first, row1 + a * LANES, _vsub(x1, _vmul(e, c1)))
+                c2 = _vfma(y, q2, c2)
+                c3 = _vfma(y, q3, c3)
+            _vstore(first, o, _vsub(x0, _vmul(e, c0)))
+            _vstore(first, o + rl, _vsub(x1, _vmul(e, c1)))
+            _vstore(first, o + 2 * rl, _vsub(x2, _vmul(e, c2)))
+            _vstore(first, o + 3 * rl, _vsub(x3, _vmul(e, c3)))
     return loss
 
 
@@ -281,7 +294,7 @@ def _advance_deep(mu, S, U, first, mids, last, eta, loss, u):
         H = np.empty(rp)
         spare = np.empty(rp)
         grad = np.empty(rr)
-        gk = np.empty(2 * p * LANES)
+        gk = np.empty(ROWS * p * LANES)
         ua = np.empty(max(c, 1) * LANES)
         for t in range(steps):
             for i in range(r * p):
@@ -358,8 +371,8 @@ def _unpack(lanes: np.ndarray, runs: int, shape: tuple[int, ...]) -> np.ndarray:
     return flat[(slice(0, runs), *(slice(0, n) for n in shape))].copy()
 
 
-def _even(n: int) -> int:
-    return n + n % 2
+def _padded(n: int, multiple: int) -> int:
+    return n + (-n) % multiple
 
 
 class Sweep:
@@ -413,7 +426,7 @@ class Sweep:
         self.step = 0
         self.groups = -(-R // LANES)
         self._V = _output_basis(problem.V_obs)
-        dp, pp = _even(d), _even(p)
+        dp, pp = _padded(d, ROWS), _padded(p, 2)
         self._mu = np.zeros(dp)
         self._mu[:d] = problem.mu
         self._S = np.zeros((dp, pp))
@@ -455,12 +468,29 @@ class Sweep:
         c = self._U.shape[1]
         loss = np.empty((self.groups, int(steps), LANES))
         u = np.empty((self.groups, int(steps), c, LANES))
-        if self.depth == 1:
-            _advance_linear(self._mu, self._S, self._U, self._first, self._eta, loss, u)
-        else:
-            _advance_deep(
-                self._mu, self._S, self._U, self._first, self._mids, self._last, self._eta, loss, u
-            )
+        # Threads take groups one at a time: on a busy machine a descheduled
+        # thread then delays one group, not half of them. No more threads than
+        # groups: waking an idle thread can cost milliseconds on a loaded machine.
+        threads = numba.get_num_threads()
+        numba.set_num_threads(min(threads, self.groups))
+        try:
+            with numba.parallel_chunksize(1):
+                if self.depth == 1:
+                    _advance_linear(self._mu, self._S, self._U, self._first, self._eta, loss, u)
+                else:
+                    _advance_deep(
+                        self._mu,
+                        self._S,
+                        self._U,
+                        self._first,
+                        self._mids,
+                        self._last,
+                        self._eta,
+                        loss,
+                        u,
+                    )
+        finally:
+            numba.set_num_threads(threads)
         self.step += int(steps)
         loss = _unpack(loss, self.runs, (int(steps),)) + 0.5 * self.problem.yy
         return loss, _unpack(u, self.runs, (int(steps), c))
@@ -487,12 +517,9 @@ class Sweep:
         first = _unpack(self._first, self.runs, self._first.shape[1:3])[:, :d]
         if self.depth == 1:
             return [[self.problem.Q @ W[:, :p] @ self._V.T] for W in first]
-        r = self.width
         mids = _unpack(self._mids, self.runs, self._mids.shape[1:4])
         last = _unpack(self._last, self.runs, self._last.shape[1:3])[:, :, :p] @ self._V.T
-        return [
-            [self.problem.Q @ first[i], *mids[i], last[i]] for i in range(self.runs)
-        ]
+        return [[self.problem.Q @ first[i], *mids[i], last[i]] for i in range(self.runs)]
 
     def _rest(self) -> np.ndarray:
         """``W_2⋯W_L`` (R, r, p_even) in the rotated output basis."""

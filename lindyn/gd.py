@@ -252,9 +252,7 @@ def gd_batch(
     depth = len(layers0[0])
     # Batched layers in the working basis: W̃_1 = QᵀW_1.
     layers = [
-        np.stack([problem.Q.T @ run[0] if i == 0 else run[i] for run in layers0]).astype(
-            np.float64
-        )
+        np.stack([problem.Q.T @ run[0] if i == 0 else run[i] for run in layers0]).astype(np.float64)
         for i in range(depth)
     ]
     c = problem.U_obs.shape[1]

@@ -482,7 +482,8 @@ def figure_theorem3(
     if traj is None or bounds is None or stats is None or 2 not in traj["depth"].values:
         return placeholder("theorem3", "no depth-2 runs on an ε = 0 dataset in this study")
     fig = new_figure("theorem3")
-    grid = fig.add_gridspec(2, max(n_runs, 2))
+    columns = max(n_runs, 2)
+    grid = fig.add_gridspec(2, 2 * columns)
     ref = reference_cell(traj, 2)
     runs = []
     if ref is not None:
@@ -490,8 +491,8 @@ def figure_theorem3(
                       key=lambda c: c["eta"])[:n_runs]
     s_all = np.asarray(stats["s"], dtype=float)
     lam_all = np.asarray(stats["lam"], dtype=float)
-    for j in range(max(n_runs, 2)):
-        ax = fig.add_subplot(grid[0, j])
+    for j in range(columns):
+        ax = fig.add_subplot(grid[0, 2 * j: 2 * j + 2])
         if j >= len(runs):
             _note(ax, "no further usable run")
             continue
@@ -530,15 +531,15 @@ def figure_theorem3(
     ratio = ratio.median(reduce, skipna=True)
     violation = violation.max([d for d in violation.dims if d not in ("eta", "delta")],
                               skipna=True)
-    ax_r = fig.add_subplot(grid[1, : max(n_runs, 2) // 2 or 1])
-    ax_v = fig.add_subplot(grid[1, max(n_runs, 2) // 2 or 1:])
+    ax_r = fig.add_subplot(grid[1, :columns])
+    ax_v = fig.add_subplot(grid[1, columns:])
     _heatmap(ax_r, ratio.transpose("eta", "delta"), "median t⁺/t⁻ at f = 0.5 (1)",
              fmt="{:.3f}", log=False, cmap="viridis")
     _heatmap(ax_v, violation.transpose("eta", "delta"),
              "max Theorem 3 violation / ρ_i (1, log colour)", fmt="{:.0e}", log=True,
              cmap="magma")
     ax_r.set_title("Corollary 3 bracket tightness (1 = exact; ≈ 1 + 1.5ηs)")
-    ax_v.set_title("Theorem 3 violations (rounding ≈ 1e-15; blank: ηs > 1/2)")
+    ax_v.set_title("Theorem 3 violations (rounding ≈ 1e-15; n/a: ηs > 1/2)")
     fig.suptitle(f"{name}: depth 2, aligned init (ε = 0): Theorem 3 envelopes and "
                  "Corollary 3 bracket")
     return fig

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import subprocess
 from pathlib import Path
 
 from lindyn import __version__
 
-__all__ = ["git_commit", "provenance"]
+__all__ = ["code_hash", "git_commit", "provenance"]
+
+# Modules whose code determines a run's numbers (not how they are plotted or queried).
+RESULT_MODULES = ("datasets", "gd.py", "init.py", "simulate.py", "stats.py", "theory.py")
 
 
 @functools.cache
@@ -29,10 +33,28 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
+@functools.cache
+def code_hash() -> str:
+    """Hash of the source of the modules that determine simulation results.
+
+    Unlike the git commit, it changes only when those modules change, so that
+    a run is reported stale only when rerunning it could change its numbers.
+    """
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in RESULT_MODULES:
+        path = package / name
+        for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(source.relative_to(package).as_posix().encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def provenance() -> dict[str, str]:
     """Attributes that say what made a store and when."""
     return {
         "lindyn_version": __version__,
+        "code_hash": code_hash(),
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

@@ -67,7 +67,9 @@ log = logging.getLogger(__name__)
 
 OK_STATUSES = ("converged", "max_steps")
 AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
-# Figure stem -> (kind in lindyn.plots.FIGURE_SIZES, title, report category).
+# Figure stem -> (kind in lindyn.plots.FIGURE_SIZES, title, report category). The kind is
+# also the suffix of the figure's rule in workflow/rules/report.smk (`figure_{kind}`),
+# which the Snakefile relies on to declare those rules local.
 FIGURES: dict[str, tuple[str, str, str]] = {
     "fig1_flow": ("flow", "Figure 1: closed-form gradient flow", "Paper"),
     "fig2_autoencoder": ("autoencoder", "Figure 2: GD on the autoencoder", "Paper"),

@@ -112,9 +112,7 @@ class Stats:
         """For each ``k = 1..m``, whether the top-``k`` components by ``s_i`` and
         by ``s_i²/λ_i`` are the same set (then ``W_k^seq = W_k^RRR`` under ε = 0)."""
         order = self.order_rrr
-        return np.array(
-            [set(order[:k].tolist()) == set(range(k)) for k in range(1, self.m + 1)]
-        )
+        return np.array([set(order[:k].tolist()) == set(range(k)) for k in range(1, self.m + 1)])
 
     @property
     def stats_hash(self) -> str:

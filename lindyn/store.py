@@ -9,7 +9,13 @@ Two kinds of store:
 
 Every store is written to a temporary sibling directory and renamed into place,
 so a store at its final path is always complete; a killed writer leaves only a
-``*.tmp-*`` directory, which the next write removes.
+``*.tmp-*`` directory, which the next write removes and which no reader accepts.
+
+Stores written without xarray (statistics and run stores) record a checksum of
+their content (:data:`lindyn.zarrio.CHECKSUM_ATTR`); ``read_run(..., verify=True)``
+(the default with ``load=True``, and what aggregation uses) checks it, so a store
+damaged after it was written (a chunk deleted or truncated, metadata edited) is
+refused with a message naming it, rather than read as fill values.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 
 from lindyn.provenance import provenance
 from lindyn.stats import Stats
-from lindyn.zarrio import Variables, read_group, write_group
+from lindyn.zarrio import IntegrityError, Variables, read_group, verify_group, write_group
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -82,9 +88,7 @@ def write_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """
     for var in ds.variables.values():
         var.encoding = {}
-    return _atomic(
-        path, lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
-    )
+    return _atomic(path, lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True))
 
 
 def _to_xarray(variables: Variables, attrs: dict[str, Any]) -> xr.Dataset:
@@ -95,17 +99,42 @@ def _to_xarray(variables: Variables, attrs: dict[str, Any]) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
+def _recompute_hint(path: Path) -> str:
+    return f"delete it (rm -r {path}) and rerun the pipeline to recompute it"
+
+
+def _check_final(path: Path, what: str) -> None:
+    """Refuse a temporary directory of an unfinished write, and a missing store."""
+    if ".tmp-" in path.name:
+        raise StoreError(
+            f"{path} is the temporary directory of an unfinished or interrupted write, "
+            f"not a {what} store; it is never read (the next write of "
+            f"{path.name.split('.tmp-')[0]} removes it)"
+        )
+    if not path.exists():
+        raise StoreError(f"{what} store {path} does not exist")
+
+
+def _verify(path: Path, what: str) -> bool:
+    """Check a store against its recorded content checksum (see lindyn.zarrio)."""
+    try:
+        return verify_group(path)
+    except IntegrityError as err:
+        raise StoreError(f"{what} store {path} is damaged: {err}; {_recompute_hint(path)}") from err
+
+
 def _open(path: str | os.PathLike, what: str, lazy: bool = False) -> xr.Dataset:
     """Open a store; ``lazy`` gives Dask arrays, otherwise numpy (no Dask import)."""
     import xarray as xr
 
     path = Path(path)
-    if not path.exists():
-        raise StoreError(f"{what} store {path} does not exist")
+    _check_final(path, what)
     try:
         return xr.open_zarr(path, consolidated=True, chunks={} if lazy else None)
     except Exception as err:  # zarr raises many kinds for damaged stores
-        raise StoreError(f"{what} store {path} cannot be read ({err}); delete it and rerun") from err
+        raise StoreError(
+            f"{what} store {path} cannot be read ({err}); {_recompute_hint(path)}"
+        ) from err
 
 
 # ---------------------------------------------------------------- statistics
@@ -194,8 +223,7 @@ def read_stats(path: str | os.PathLike) -> Stats:
     StoreError
         If the store is missing, damaged, or its content no longer matches its hash.
     """
-    if not Path(path).exists():
-        raise StoreError(f"statistics store {path} does not exist")
+    _check_final(Path(path), "statistics")
     try:
         arrays, attrs = read_group(path)
         stats = Stats(
@@ -330,16 +358,22 @@ def write_run(
     return _atomic(path, lambda tmp: write_group(tmp, *_run_content(record, stats, dataset)))
 
 
-def read_run(path: str | os.PathLike, load: bool = False, lazy: bool = False) -> xr.Dataset:
+def read_run(
+    path: str | os.PathLike, load: bool = False, lazy: bool = False, verify: bool | None = None
+) -> xr.Dataset:
     """Open a run store, checking that it is complete.
 
     Parameters
     ----------
     path : path-like
     load : bool
-        Load the values into memory (which also detects damaged chunks).
+        Load the values into memory (which also detects unreadable chunks).
     lazy : bool
         Back the variables with Dask arrays.
+    verify : bool, optional
+        Check the store's content against the checksum recorded when it was
+        written (reads it once more; about a millisecond for a run store).
+        Detects deleted or truncated chunks and edited metadata. Default: ``load``.
 
     Raises
     ------
@@ -347,19 +381,19 @@ def read_run(path: str | os.PathLike, load: bool = False, lazy: bool = False) ->
         If the store is missing, incomplete or damaged; the message names the
         store and how to recompute it.
     """
+    path = Path(path)
+    if verify if verify is not None else load:
+        _check_final(path, "run")
+        _verify(path, "run")
     ds = _open(path, "run", lazy=lazy)
-    missing = [v for v in RUN_REQUIRED if v not in ds] + [
-        a for a in RUN_ATTRS if a not in ds.attrs
-    ]
+    missing = [v for v in RUN_REQUIRED if v not in ds] + [a for a in RUN_ATTRS if a not in ds.attrs]
     if missing:
-        raise StoreError(
-            f"run store {path} lacks {', '.join(missing)}; delete it and rerun the pipeline"
-        )
+        raise StoreError(f"run store {path} lacks {', '.join(missing)}; {_recompute_hint(path)}")
     if load:
         try:
             ds = ds.load()
         except Exception as err:
             raise StoreError(
-                f"run store {path} has damaged data ({err}); delete it and rerun the pipeline"
+                f"run store {path} has damaged data ({err}); {_recompute_hint(path)}"
             ) from err
     return ds

@@ -2,13 +2,23 @@
 
 A simulation job writes one small store and exits; importing xarray (and, through
 it, pandas and Dask) would cost it about a second of start-up, more than many
-runs take. These two functions write and read the layout xarray itself uses for
+runs take. These functions write and read the layout xarray itself uses for
 Zarr v2 (``_ARRAY_DIMENSIONS`` attributes, consolidated metadata), so the stores
 open with :func:`xarray.open_zarr` like any other.
+
+Integrity: :func:`write_group` records a SHA-256 of the store's content (every
+array's name, dtype, shape, bytes and attributes, and the store's attributes)
+in the attribute :data:`CHECKSUM_ATTR`, computed from the values in memory before
+they are written. :func:`verify_group` re-reads the store and compares, and
+checks that the consolidated metadata (``.zmetadata``, what xarray reads) agrees
+with the per-array metadata files. Zarr reads a deleted chunk as its fill value
+without complaint; the checksum is what notices.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,10 +26,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Variables", "read_group", "write_group"]
+__all__ = [
+    "CHECKSUM_ATTR",
+    "IntegrityError",
+    "Variables",
+    "content_checksum",
+    "read_group",
+    "verify_group",
+    "write_group",
+]
 
 # name -> (dims, values, attrs)
 Variables = Mapping[str, tuple[tuple[str, ...], Any, Mapping[str, Any]]]
+
+CHECKSUM_ATTR = "content_sha256"
+_METADATA_FILES = (".zgroup", ".zattrs", ".zarray")
+
+
+class IntegrityError(ValueError):
+    """A store's content or metadata does not match what was written."""
 
 
 def _json_safe(value: Any) -> Any:
@@ -28,8 +53,66 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _canonical(value: Any) -> bytes:
+    """JSON with sorted keys: the same bytes for a value and its JSON round trip."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), allow_nan=True, default=_json_safe
+    ).encode()
+
+
+def _update_array(digest: Any, name: str, values: Any, attrs: Mapping[str, Any]) -> None:
+    values = np.asarray(values)
+    digest.update(b"\0array\0" + name.encode() + b"\0")
+    digest.update(_canonical(dict(attrs)))
+    digest.update(_canonical(list(values.shape)))
+    if values.dtype.kind in "OUST":
+        digest.update(b"str" + _canonical([str(v) for v in values.ravel()]))
+    else:
+        little = values.dtype.newbyteorder("<") if values.dtype.byteorder == ">" else values.dtype
+        digest.update(little.str.encode())
+        digest.update(np.ascontiguousarray(values, dtype=little).tobytes())
+
+
+def _finish(digest: Any, attrs: Mapping[str, Any]) -> str:
+    digest.update(b"\0attrs\0")
+    digest.update(_canonical({k: v for k, v in attrs.items() if k != CHECKSUM_ATTR}))
+    return digest.hexdigest()
+
+
+def content_checksum(variables: Variables, attrs: Mapping[str, Any]) -> str:
+    """SHA-256 of a store's content as :func:`write_group` writes it.
+
+    Parameters
+    ----------
+    variables : mapping
+        ``name -> (dims, values, attrs)``.
+    attrs : mapping
+        Store attributes (:data:`CHECKSUM_ATTR` itself is ignored).
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(variables):
+        dims, values, var_attrs = variables[name]
+        values = np.asarray(values)
+        if values.dtype.kind == "U":
+            values = values.astype(object)
+        written = {
+            "_ARRAY_DIMENSIONS": list(dims),
+            **{k: _json_safe(v) for k, v in var_attrs.items()},
+        }
+        _update_array(digest, name, values, written)
+    return _finish(digest, {k: _json_safe(v) for k, v in attrs.items()})
+
+
 def write_group(path: str | os.PathLike, variables: Variables, attrs: Mapping[str, Any]) -> None:
     """Write variables (coordinates included) and attributes to a new Zarr v2 store.
+
+    The store's attributes also get :data:`CHECKSUM_ATTR`, the
+    :func:`content_checksum` of what is written.
 
     Parameters
     ----------
@@ -43,8 +126,9 @@ def write_group(path: str | os.PathLike, variables: Variables, attrs: Mapping[st
     """
     import zarr
 
+    checksum = content_checksum(variables, attrs)
     group = zarr.open_group(store=str(path), mode="w-", zarr_format=2)
-    group.attrs.update({k: _json_safe(v) for k, v in attrs.items()})
+    group.attrs.update({**{k: _json_safe(v) for k, v in attrs.items()}, CHECKSUM_ATTR: checksum})
     for name, (dims, values, var_attrs) in variables.items():
         values = np.asarray(values)
         if values.dtype.kind == "U":
@@ -77,3 +161,80 @@ def read_group(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
     group = zarr.open_group(store=str(path), mode="r")
     arrays = {name: array[...] for name, array in group.arrays()}
     return {k: np.asarray(v) for k, v in arrays.items()}, dict(group.attrs)
+
+
+def _check_consolidated(path: Path) -> None:
+    """The consolidated metadata must list exactly the metadata files, with their content."""
+    consolidated = path / ".zmetadata"
+    try:
+        listed = json.loads(consolidated.read_text())["metadata"]
+    except FileNotFoundError:
+        raise IntegrityError(f"{consolidated.name} is missing") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise IntegrityError(f"{consolidated.name} cannot be read ({err})") from None
+    on_disk = {
+        (Path(root) / name).relative_to(path).as_posix()
+        for root, _, files in os.walk(path)
+        for name in files
+        if name in _METADATA_FILES
+    }
+    for key in sorted(set(listed) | on_disk):
+        if key not in on_disk:
+            raise IntegrityError(f"{key} is missing (listed in .zmetadata)")
+        if key not in listed:
+            raise IntegrityError(f"{key} is not listed in .zmetadata")
+        try:
+            content = json.loads((path / key).read_text())
+        except (OSError, ValueError) as err:
+            raise IntegrityError(f"{key} cannot be read ({err})") from None
+        if _canonical(content) != _canonical(listed[key]):
+            raise IntegrityError(f"{key} differs from its copy in .zmetadata (edited?)")
+
+
+def verify_group(path: str | os.PathLike) -> bool:
+    """Check a store written by :func:`write_group` against its recorded checksum.
+
+    Parameters
+    ----------
+    path : path-like
+        The store.
+
+    Returns
+    -------
+    bool
+        True if verified; False if the store records no checksum (written
+        before checksums were recorded, or by xarray), after checking its
+        metadata only.
+
+    Raises
+    ------
+    IntegrityError
+        Naming what is missing, unreadable or different.
+    """
+    import zarr
+
+    path = Path(path)
+    _check_consolidated(path)
+    try:
+        group = zarr.open_group(store=str(path), mode="r", use_consolidated=True)
+        attrs = dict(group.attrs)
+        recorded = attrs.get(CHECKSUM_ATTR)
+        if recorded is None:
+            return False
+        digest = hashlib.sha256()
+        for name, array in sorted(group.arrays(), key=lambda item: item[0]):
+            try:
+                values = array[...]
+            except Exception as err:  # codecs raise many kinds for damaged chunks
+                raise IntegrityError(f"array {name!r} cannot be read ({err})") from None
+            _update_array(digest, name, values, dict(array.attrs))
+    except IntegrityError:
+        raise
+    except Exception as err:
+        raise IntegrityError(f"cannot be read ({err})") from None
+    if _finish(digest, attrs) != recorded:
+        raise IntegrityError(
+            "content differs from the checksum recorded when it was written "
+            "(a chunk deleted, truncated or replaced, or attributes edited)"
+        )
+    return True

@@ -67,3 +67,25 @@ def tiny_pipeline(tmp_path_factory) -> Path:
     workdir = make_workdir(tmp_path_factory.mktemp("tiny_pipeline"), TINY_CONFIG)
     run_snakemake(workdir)
     return workdir
+
+
+# ---------------------------------------------------------------- reliability summary
+# Tests of bad input and injected faults (tests/test_reliability.py,
+# tests/test_config_schema.py) count what they tried here; the counts are printed
+# at the end of the test run. "runs lost" counts grid cells that, after recovery,
+# lack a store equal to a clean run's, plus damaged stores that were read as valid.
+
+RELIABILITY: dict[str, int] = {}
+
+
+def record_reliability(what: str, count: int = 1) -> None:
+    """Add ``count`` to the reliability tally ``what`` (e.g. "faults injected")."""
+    RELIABILITY[what] = RELIABILITY.get(what, 0) + count
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not RELIABILITY:
+        return
+    terminalreporter.section("reliability summary")
+    for what, count in sorted(RELIABILITY.items()):
+        terminalreporter.write_line(f"{what:>40}: {count}")

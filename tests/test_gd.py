@@ -37,9 +37,7 @@ def test_fast_path_equals_naive_full_data_loop(depth, init, seed):
     eta = 0.1
     naive = naive_gd(X, Y, layers0, eta, STEPS)
     problem = EigenProblem.from_stats(stats)
-    result = gd_batch(
-        problem, [layers0], [eta], STEPS, log_schedule(STEPS), loss_target=None
-    )
+    result = gd_batch(problem, [layers0], [eta], STEPS, log_schedule(STEPS), loss_target=None)
     assert result.status == ["max_steps"]
     for fast, slow in zip(result.final_layers[0], naive[-1], strict=True):
         assert _relative(fast, slow) < 1e-10
@@ -89,7 +87,9 @@ def test_divergence_is_recorded_not_raised():
     stats = dataset_stats(X, Y)
     layers0 = init_layers(stats, 2, 2, 0.0, "random", 0)
     eta = 50.0 / stats.mu[0]
-    result = gd_batch(EigenProblem.from_stats(stats), [layers0], [eta], 500, log_schedule(500), None)
+    result = gd_batch(
+        EigenProblem.from_stats(stats), [layers0], [eta], 500, log_schedule(500), None
+    )
     assert result.status == ["diverged"]
     assert 0 < result.stop_step[0] < 500
     assert np.all(np.isnan(result.loss[0, result.stop_step[0] + 1 :]))
@@ -103,8 +103,13 @@ def test_linear_model_converges_to_least_squares():
     assert target == pytest.approx(np.sum((Y - X @ lstsq) ** 2) / 160, rel=1e-10)
     layers0 = init_layers(stats, 1, 2, 3.0, "random", 0)
     result = gd_batch(
-        EigenProblem.from_stats(stats), [layers0], [1.0 / stats.mu[0]], 20_000,
-        log_schedule(20_000), target, tol=1e-10,
+        EigenProblem.from_stats(stats),
+        [layers0],
+        [1.0 / stats.mu[0]],
+        20_000,
+        log_schedule(20_000),
+        target,
+        tol=1e-10,
     )
     assert result.status == ["converged"]
     assert result.stop_step[0] < 20_000

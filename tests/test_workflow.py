@@ -60,8 +60,12 @@ def test_aggregate_equals_run_stores(tiny_pipeline):
     for cell in grid_cells(TINY_CONFIG, "digits")[::5]:
         run = read_run(_run_path(tiny_pipeline, cell), load=True)
         sel = agg.sel(
-            depth=int(cell["depth"]), width=int(cell["width"]), init=cell["init"],
-            seed=int(cell["seed"]), eta=float(cell["eta"]), delta=float(cell["delta"]),
+            depth=int(cell["depth"]),
+            width=int(cell["width"]),
+            init=cell["init"],
+            seed=int(cell["seed"]),
+            eta=float(cell["eta"]),
+            delta=float(cell["delta"]),
         )
         for name in ("u", "loss", "singular_values", "crossing_step"):
             np.testing.assert_array_equal(sel[name].values, run[name].values)
@@ -88,8 +92,10 @@ def test_phase_times_and_bounds_recomputed_independently(tiny_pipeline):
                 phase["t_asymptotic"].sel(**sel, fraction=0.5),
                 delta / (eta * stats.s[:3]),
             )
-            assert float(bounds["max_violation"].sel(**{k: v for k, v in sel.items()
-                                                        if k != "depth"})) <= 1e-12
+            assert (
+                float(bounds["max_violation"].sel(**{k: v for k, v in sel.items() if k != "depth"}))
+                <= 1e-12
+            )
     # Theorem 3 holds on every aligned depth-2 commuting run, and the bracket contains the truth.
     aligned = bounds.sel(init="aligned", seed=0)
     assert float(aligned["max_violation"].max()) <= 1e-12

@@ -158,7 +158,7 @@ def load_arrays(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
         raise DatasetError(f"{path}: not an .npz (zip) archive")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as err:
         raise DatasetError(f"{path}: cannot open as .npz: {err}") from None
     with archive:
         missing = [name for name in names if name not in archive.files]
@@ -171,9 +171,21 @@ def load_arrays(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
         for name in names:
             try:
                 arrays[name] = archive[name]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            # RuntimeError: zipfile's unsupported compression (NotImplementedError) and
+            # encryption; MemoryError: a damaged .npy header announcing a huge shape.
+            except (
+                OSError,
+                ValueError,
+                EOFError,
+                RuntimeError,
+                MemoryError,
+                zipfile.BadZipFile,
+                zlib.error,
+            ) as err:
                 raise DatasetError(
                     f"{path}: array {name!r} cannot be read ({err}); object arrays would need "
                     "pickle, which is never used: store numeric arrays"
                 ) from None
+            if not isinstance(arrays[name], np.ndarray):  # numpy returns raw bytes then
+                raise DatasetError(f"{path}: member {name!r} is not a .npy array (damaged?)")
         return arrays

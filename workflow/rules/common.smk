@@ -1,12 +1,29 @@
 # Helpers shared by the rules: config validation, the grid, paths.
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from lindyn.config import check_config, format_value, grid_cells
+from lindyn.config import (
+    ConfigError,
+    check_config,
+    config_error_message,
+    format_value,
+    grid_cells,
+)
 
-validate(config, "../schemas/config.schema.yaml")
-check_config(config)
+# Refuse a bad configuration before any job runs, with one line per problem naming
+# the key, the value and what is allowed (no Python traceback).
+CONFIG_SCHEMA = "../schemas/config.schema.yaml"
+try:
+    validate(config, CONFIG_SCHEMA)
+    check_config(config)
+except (WorkflowError, ConfigError) as err:
+    raise WorkflowError(
+        config_error_message(
+            err, config, workflow.source_path(CONFIG_SCHEMA)  # every schema violation
+        )
+    ) from None
 
 # Every job runs lindyn with the interpreter that runs Snakemake.
 LINDYN = f"{sys.executable} -m lindyn"

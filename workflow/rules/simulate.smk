@@ -6,6 +6,9 @@ rule simulate:
         directory(f"results/runs/{RUN_PATTERN}.zarr"),
     log:
         f"results/logs/runs/{RUN_PATTERN}.log",
+    # On a cluster, cells are batched into jobs of this group (profile slurm, group-components).
+    group:
+        "simulate"
     conda:
         "../envs/lindyn.yaml"
     params:

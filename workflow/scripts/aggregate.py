@@ -5,8 +5,7 @@ from pathlib import Path
 
 from lindyn.aggregate import aggregate
 
-# Guarded: with `workers > 1` Dask starts worker processes with multiprocessing's "spawn",
-# which re-runs this file (as `__mp_main__`, without Snakemake's preamble) in each worker.
+# Dask's worker processes re-import this file as `__mp_main__`: run only in the parent.
 if __name__ == "__main__":
     logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
     aggregate(

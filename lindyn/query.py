@@ -1,0 +1,270 @@
+"""Query stored results: xarray objects for code, tables for the shell.
+
+``open_results("results")`` returns an :class:`xarray.DataTree` with one node per
+dataset and one child per aggregated table (``trajectories``, ``phase_times``,
+``bounds``, ``path``), each with the grid axes as dimensions::
+
+    tree = lindyn.open_results("results")
+    tree["digits/phase_times"].ds.sel(depth=2, eta=0.1, fraction=0.5)
+
+``lindyn query TABLE --where AXIS=VALUE`` prints the same data as text or CSV,
+and ``lindyn query runs`` says which runs are stale against the current
+configuration and code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from lindyn.provenance import code_hash, git_commit
+
+__all__ = ["TABLES", "open_results", "query_main", "query_table", "stale_runs"]
+
+TABLES = ("trajectories", "phase_times", "bounds", "path")
+# What each `lindyn query` table shows.
+COLUMNS = {
+    "phase": (
+        "phase_times",
+        [
+            "t_measured",
+            "t_flow",
+            "t_asymptotic",
+            "t_minus",
+            "t_plus",
+            "rel_error_flow",
+            "rel_error_asymptotic",
+            "in_bracket",
+            "status",
+        ],
+    ),
+    "bounds": (
+        "bounds",
+        ["max_violation", "bracket_ratio", "in_bracket", "separated", "eigengap_margin", "status"],
+    ),
+    "path": (
+        "path",
+        [
+            "min_rel_dist_seq",
+            "window_start_seq",
+            "window_end_seq",
+            "min_rel_dist_rrr",
+            "window_start_rrr",
+            "window_end_rrr",
+            "status",
+        ],
+    ),
+}
+
+
+def open_results(path: str | Path = "results") -> xr.DataTree:
+    """Open every aggregated store under ``path/aggregate`` lazily.
+
+    Parameters
+    ----------
+    path : path-like
+        The pipeline's results directory.
+
+    Returns
+    -------
+    xarray.DataTree
+        Nodes ``{dataset}/{table}``; the dataset node's attrs hold its ε values.
+    """
+    root = Path(path) / "aggregate"
+    if not root.is_dir():
+        raise FileNotFoundError(f"no aggregated results under {root}; run the pipeline first")
+    nodes: dict[str, xr.Dataset] = {}
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+        for table in TABLES:
+            store = directory / f"{table}.zarr"
+            if store.exists():
+                nodes[f"{directory.name}/{table}"] = xr.open_zarr(store)
+    if not nodes:
+        raise FileNotFoundError(f"no aggregated stores under {root}")
+    return xr.DataTree.from_dict(nodes)
+
+
+def _parse_where(items: list[str]) -> dict[str, list[str]]:
+    where: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--where expects AXIS=VALUE, got {item!r}")
+        where.setdefault(key.strip(), []).extend(v.strip() for v in value.split(","))
+    return where
+
+
+def _select(ds: xr.Dataset, where: Mapping[str, list[str]]) -> xr.Dataset:
+    for key, values in where.items():
+        if key == "dataset":
+            continue
+        if key not in ds.coords:
+            raise ValueError(f"unknown axis {key!r}; axes: {', '.join(sorted(map(str, ds.dims)))}")
+        coord = ds[key]
+        typed = [
+            type(coord.values.flat[0].item())(v) if coord.dtype.kind in "iuf" else v for v in values
+        ]
+        ds = ds.sel({key: typed})
+    return ds
+
+
+def query_table(
+    results: str | Path, table: str, where: Mapping[str, list[str]] | None = None
+) -> pd.DataFrame:
+    """One of ``lindyn query``'s tables as a DataFrame.
+
+    Parameters
+    ----------
+    results : path-like
+        The results directory.
+    table : {"phase", "bounds", "path", "eps", "runs"}
+    where : mapping, optional
+        Axis name to allowed values (strings), e.g. ``{"depth": ["2"]}``;
+        ``dataset`` selects datasets.
+    """
+    where = dict(where or {})
+    results = Path(results)
+    datasets = where.get("dataset")
+    if table == "eps":
+        return _eps_table(results, datasets)
+    if table == "runs":
+        return stale_runs(results, datasets=datasets)
+    name, columns = COLUMNS[table]
+    tree = open_results(results)
+    frames = []
+    for dataset in tree.children:
+        if (datasets and dataset not in datasets) or name not in tree[dataset].children:
+            continue
+        ds = _select(tree[f"{dataset}/{name}"].to_dataset(), where)
+        present = [c for c in columns if c in ds]
+        if not present:
+            continue
+        frame = ds[present].to_dataframe()
+        value_columns = [c for c in present if c != "status"]
+        frame = frame.dropna(how="all", subset=value_columns).reset_index()
+        frame.insert(0, "dataset", dataset)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _eps_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
+    rows = []
+    for store in sorted((results / "datasets").glob("*.zarr")):
+        if datasets and store.stem not in datasets:
+            continue
+        meta = json.loads(xr.open_zarr(store).attrs["dataset_meta"])
+        by = meta.get("eps_by_centring", {})
+        rows.append(
+            {
+                "dataset": store.stem,
+                "loader": meta.get("loader"),
+                "center": meta.get("center"),
+                "eps_a1_raw": by.get("raw", {}).get("eps_a1"),
+                "eps_iso_raw": by.get("raw", {}).get("eps_iso"),
+                "eps_a1_centred": by.get("centred", {}).get("eps_a1"),
+                "eps_iso_centred": by.get("centred", {}).get("eps_iso"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def stale_runs(
+    results: str | Path,
+    config: Mapping[str, Any] | None = None,
+    datasets: list[str] | None = None,
+) -> pd.DataFrame:
+    """Every stored run, and why it is stale against the current config and code.
+
+    A run is stale when its simulation settings differ from the configuration,
+    when the dataset's statistics changed since (hash), or when it was made by
+    other code (lindyn version, or the hash of the modules that compute results;
+    see :func:`lindyn.provenance.code_hash`).
+
+    Parameters
+    ----------
+    results : path-like
+        The results directory.
+    config : mapping, optional
+        The pipeline configuration (default: ``config.yaml`` beside ``results``).
+    datasets : list of str, optional
+        Only these datasets.
+    """
+    import yaml
+
+    from lindyn import __version__
+
+    results = Path(results)
+    if config is None:
+        config_path = results.resolve().parent / "config.yaml"
+        config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    settings = {
+        key: config[key]
+        for key in ("max_steps", "log_density", "tol", "max_components")
+        if key in config
+    }
+    commit = git_commit()
+    current_code = code_hash()
+    hashes = {}
+    rows = []
+    for store in sorted((results / "runs").rglob("*.zarr")):
+        dataset = store.relative_to(results / "runs").parts[0]
+        if datasets and dataset not in datasets:
+            continue
+        if dataset not in hashes:
+            stats_store = results / "datasets" / f"{dataset}.zarr"
+            hashes[dataset] = (
+                xr.open_zarr(stats_store).attrs.get("stats_hash") if stats_store.exists() else None
+            )
+        attrs = dict(xr.open_zarr(store, chunks=None).attrs)
+        params = json.loads(attrs.get("params", "{}"))
+        reasons = [
+            f"{key} {params.get(key)} -> {value}"
+            for key, value in settings.items()
+            if key in params and not np.isclose(float(params[key]), float(value))
+        ]
+        if hashes[dataset] is not None and attrs.get("stats_hash") != hashes[dataset]:
+            reasons.append("dataset statistics changed")
+        if attrs.get("lindyn_version") != __version__:
+            reasons.append(f"lindyn {attrs.get('lindyn_version')} -> {__version__}")
+        if attrs.get("code_hash") != current_code:
+            reasons.append(
+                f"code changed (made at commit {str(attrs.get('git_commit'))[:8]}, "
+                f"now {commit[:8]})"
+            )
+        rows.append(
+            {
+                "dataset": dataset,
+                **{k: attrs.get(k) for k in ("depth", "width", "eta", "delta", "init", "seed")},
+                "status": attrs.get("status"),
+                "stop_step": attrs.get("stop_step"),
+                "stale": bool(reasons),
+                "why": "; ".join(reasons),
+                "path": str(store.relative_to(results.parent) if results.is_absolute() else store),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def query_main(args: argparse.Namespace) -> None:
+    """The ``lindyn query`` subcommand."""
+    frame = query_table(args.results, args.table, _parse_where(args.where))
+    if frame.empty:
+        print("no rows", file=sys.stderr)
+        return
+    try:
+        if args.format == "csv":
+            frame.to_csv(sys.stdout, index=False)
+        else:
+            print(frame.to_string(index=False, float_format=lambda x: f"{x:.6g}"))
+    except BrokenPipeError:  # `lindyn query ... | head`
+        sys.stderr.close()
