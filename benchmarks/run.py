@@ -21,16 +21,20 @@ b. Against peers: lindyn, the full-data numpy loop, and the full-batch PyTorch
    scaled to ½‖·‖²/n, ``torch.optim.SGD``, CPU, float64), on the MNIST sample and
    digits, depth 2 and 4, width 10 and 64. Rows without torch are skipped.
 c. Against the machine: the kernel's flop rate over a sweep (``6·d·r·p`` flops
-   a depth-2 step and run) as a fraction of ``numpy.matmul``'s on large square
-   matrices; and the compiled kernel against lindyn's numpy kernel.
-d. Scaling: time against the number of runs, against d, and against n.
+   a depth-2 step and run) as a fraction of ``numpy.matmul``'s on 2000×2000
+   float64 matrices, with all threads and with one (wall clock; and CPU time,
+   which other jobs on the machine do not inflate); and the compiled kernel
+   against lindyn's numpy kernel :func:`lindyn.gd.gd_batch` on the same sweep.
+d. Scaling, in CPU time of one thread (the work, whatever else runs): time
+   against the number of runs, against d, and against n.
 
 Method: a row's contenders are timed in rounds; a round times each contender
 once, back to back, in a rotating order; a contender's time is the median over
 rounds and a row's ratio the median of the per-round ratios, so that the phases
-of a busy machine hit both sides of a ratio alike. Each timing lasts about
-``--budget`` seconds (steps are calibrated once, after a warm-up call that also
-compiles the numba kernel or loads its cache).
+of a busy machine hit both sides of a ratio alike. A timing lasts about 0.25 s
+(0.1 s quick): after a warm-up call (which also compiles the numba kernel or
+loads it from its cache) the number of steps doubles until a call lasts half
+that, so that fixed costs of a call are amortised.
 
 Pipeline timings (DAG build of a 10 000-cell grid, aggregation throughput) are
 not measured yet: add them as a further section function in ``SECTIONS``.
@@ -458,11 +462,31 @@ def synthetic(d: int, n: int, p: int = 10, seed: int = 0) -> Data:
     return Data(f"synthetic d {d} n {n}", X, Y, stats, EigenProblem.from_stats(stats))
 
 
+def scaling_rows(
+    problems: dict[str, tuple[Data, int]], opts: Options, per_run: bool
+) -> dict[str, np.ndarray]:
+    """CPU time (1 thread) of a step of a depth-2, width-10 sweep on each problem.
+
+    ``problems`` maps a label to a dataset and a number of runs; times are per
+    step, or per step and run if ``per_run``.
+    """
+    numba.set_num_threads(1)
+    contenders = {}
+    for label, (data, count) in problems.items():
+        runs, etas = sweep_runs(data, 2, 10, count)
+        per_step = len(runs) if per_run else 1
+        advance = fast_advance(data, runs, etas)
+        contenders[label] = contender(advance, per_step, opts.budget, time.process_time)
+    times = rounds(contenders, opts.repeats)
+    numba.set_num_threads(opts.threads)
+    return times
+
+
 def scaling_row(key: str, what: str, times, small: str, large: str, expected: float) -> Row:
     value = ratio(times, large, small)
     return Row(
         key=key,
-        what=what,
+        what=what + " (CPU time, 1 thread)",
         lindyn=seconds(np.median(times[large])),
         reference=seconds(np.median(times[small])),
         ratio=value,
@@ -475,11 +499,7 @@ def section_d(datasets: dict[str, Data], opts: Options) -> list[Row]:
     """Time against the number of runs, against d and against n."""
     data = datasets["mnist_sample"]
     base = max(opts.sweep // 4, 8)
-    contenders = {}
-    for factor in (1, 4, 16):
-        runs, etas = sweep_runs(data, 2, 10, base * factor)
-        contenders[f"{factor}x"] = contender(fast_advance(data, runs, etas), 1, opts.budget)
-    times = rounds(contenders, opts.repeats)
+    times = scaling_rows({f"{k}x": (data, k * base) for k in (1, 4, 16)}, opts, per_run=False)
     what = f"MNIST sample, depth 2, r 10: time a step of a sweep, {{}} runs vs {base}"
     rows = [
         scaling_row("d1", what.format(4 * base), times, "1x", "4x", 4),
@@ -487,42 +507,31 @@ def section_d(datasets: dict[str, Data], opts: Options) -> list[Row]:
     ]
 
     sizes = (200, 400, 800)
-    problems = {size: synthetic(size, 2000) for size in sizes}
-    contenders = {}
-    for size, problem in problems.items():
-        runs, etas = sweep_runs(problem, 2, 10, opts.sweep)
-        contenders[size] = contender(fast_advance(problem, runs, etas), len(runs), opts.budget)
-    times = rounds(contenders, opts.repeats)
+    problems = {f"d{size}": (synthetic(size, 2000), opts.sweep) for size in sizes}
+    times = scaling_rows(problems, opts, per_run=True)
     for key, size in (("d3", 400), ("d4", 800)):
-        what = (
-            f"synthetic (n 2000, p 10), depth 2, r 10: time a step and run, "
-            f"d {size} vs d {sizes[0]}"
-        )
-        rows.append(scaling_row(key, what, times, sizes[0], size, size / sizes[0]))
+        what = f"synthetic (n 2000, p 10), depth 2, r 10: time a step and run, d {size} vs d 200"
+        rows.append(scaling_row(key, what, times, "d200", f"d{size}", size / sizes[0]))
 
     counts = (2000, 50_000)
     stats_time = {}
     problems = {}
     for n in counts:
         start = time.perf_counter()
-        problems[n] = synthetic(400, n)
+        problems[f"n{n}"] = (synthetic(400, n), opts.sweep)
         stats_time[n] = time.perf_counter() - start
-    contenders = {}
-    for n, problem in problems.items():
-        runs, etas = sweep_runs(problem, 2, 10, opts.sweep)
-        contenders[n] = contender(fast_advance(problem, runs, etas), len(runs), opts.budget)
-    times = rounds(contenders, opts.repeats)
+    times = scaling_rows(problems, opts, per_run=True)
     row = scaling_row(
         "d5",
         f"synthetic (d 400, p 10), depth 2, r 10: time a step and run, n {counts[1]:,} vs "
         f"n {counts[0]:,}",
         times,
-        counts[0],
-        counts[1],
+        f"n{counts[0]}",
+        f"n{counts[1]}",
         1,
     )
     row.check = (
-        f"statistics step (data generation + `dataset_stats`, once): "
+        f"statistics step (data generation + `dataset_stats`, once, wall clock): "
         f"{seconds(stats_time[counts[1]])} vs {seconds(stats_time[counts[0]])}"
     )
     rows.append(row)

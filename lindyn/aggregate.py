@@ -33,13 +33,14 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from lindyn import flow, theory
 from lindyn.provenance import provenance
-from lindyn.store import StoreError, read_run, read_stats, write_store
+from lindyn.store import RunArrays, StoreError, read_run_arrays, read_stats, write_store
 
 __all__ = [
     "GRID_DIMS",
@@ -60,50 +61,35 @@ PATH_TOLERANCE = 0.1
 log = logging.getLogger(__name__)
 
 
-def _with_grid_coords(ds: xr.Dataset) -> xr.Dataset:
-    status = ds.attrs["status"]
-    ds = ds.assign(
-        status=((), status),
-        stop_step=((), int(ds.attrs["stop_step"])),
-        loss_final=((), float(ds.attrs["loss_final"])),
-        elapsed_seconds=((), float(ds.attrs.get("elapsed_seconds", np.nan))),
-        created=((), ds.attrs.get("created", "")),
-        git_commit=((), ds.attrs.get("git_commit", "")),
-    )
-    grid = {dim: [ds.attrs[dim]] for dim in GRID_DIMS}
-    ds = ds.drop_vars(["s", "lam", "rho"]).expand_dims(grid)
-    ds.attrs = {}
-    return ds
+# Per-run scalars kept from each store's attributes, with their fill for absent cells.
+RUN_SCALARS = {
+    "status": "missing",
+    "stop_step": np.nan,
+    "loss_final": np.nan,
+    "elapsed_seconds": np.nan,
+    "created": "",
+    "git_commit": "",
+    "code_hash": "",
+}
+# Spectra are per dataset, not per run: they come from the statistics store.
+PER_DATASET = ("s", "lam", "rho")
 
 
-def combine_runs(run_paths: Sequence[str | Path]) -> xr.Dataset:
-    """Open run stores lazily and combine them along the grid axes.
+def _read_all(run_paths: Sequence[str | Path], client: Any = None) -> list[RunArrays]:
+    """Read and verify every run store, in parallel on the Dask cluster if there is one."""
+    if client is None:
+        results = [_try_read(path) for path in run_paths]
+    else:
+        import dask.bag as db
 
-    Parameters
-    ----------
-    run_paths : sequence of path-like
-        Run stores of one dataset.
-
-    Returns
-    -------
-    xarray.Dataset
-        Dask-backed, with dims ``GRID_DIMS`` plus each variable's own dims.
-
-    Raises
-    ------
-    lindyn.store.StoreError
-        If a store is missing, incomplete or damaged (the message names it):
-        each store's content is checked against the checksum recorded when it
-        was written, so a deleted or truncated chunk is not read as fill values.
-    """
-    if not run_paths:
-        raise ValueError("no run stores to aggregate")
-    runs, damaged = [], []
-    for path in run_paths:
-        try:
-            runs.append(_with_grid_coords(read_run(path, lazy=True, verify=True)))
-        except StoreError as err:
-            damaged.append((Path(path), err))
+        partitions = max(1, min(len(run_paths), 8 * len(client.scheduler_info()["workers"])))
+        bag = db.from_sequence([str(p) for p in run_paths], npartitions=partitions)
+        results = bag.map(_try_read).compute()
+    damaged = [
+        (path, err)
+        for path, err in zip(run_paths, results, strict=True)
+        if isinstance(err, StoreError)
+    ]
     if len(damaged) == 1:
         raise damaged[0][1]
     if damaged:
@@ -113,15 +99,80 @@ def combine_runs(run_paths: Sequence[str | Path]) -> xr.Dataset:
             + "\ndelete them and rerun the pipeline to recompute them: rm -r "
             + " ".join(str(path) for path, _ in damaged)
         )
-    combined = xr.combine_by_coords(
-        runs,
-        data_vars="minimal",
-        coords="different",
-        compat="no_conflicts",
-        join="outer",
-        combine_attrs="drop",
+    return results
+
+
+def _try_read(path: str | Path) -> RunArrays | StoreError:
+    try:
+        return read_run_arrays(path)
+    except StoreError as err:
+        return err
+
+
+def combine_runs(run_paths: Sequence[str | Path], client: Any = None) -> xr.Dataset:
+    """Read run stores and combine them along the grid axes.
+
+    Each store is small, so it is read whole (and verified against the checksum
+    recorded when it was written) and placed into arrays indexed by the grid
+    axes; with a Dask ``client`` the stores are read in parallel on its workers.
+
+    Parameters
+    ----------
+    run_paths : sequence of path-like
+        Run stores of one dataset.
+    client : distributed.Client, optional
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``GRID_DIMS`` plus each variable's own dims; NaN (text: "missing"
+        or "") where a cell of the grid has no run or a run stopped early.
+
+    Raises
+    ------
+    lindyn.store.StoreError
+        If a store is missing, incomplete or damaged (the message names every
+        such store and how to recompute it).
+    """
+    if not run_paths:
+        raise ValueError("no run stores to aggregate")
+    runs = _read_all(run_paths, client)
+    grid = {dim: np.array(sorted({run.attrs[dim] for run in runs})) for dim in GRID_DIMS}
+    first = runs[0]
+    own_dims = sorted({d for run in runs for dims in run.dims.values() for d in dims})
+    coords = {
+        dim: np.array(sorted({v for run in runs for v in run.values[dim].tolist()}))
+        for dim in own_dims
+    }
+    names = [
+        name for name, dims in first.dims.items() if name not in coords and name not in PER_DATASET
+    ]
+    shape = tuple(len(grid[dim]) for dim in GRID_DIMS)
+    data = {
+        name: np.full(shape + tuple(len(coords[d]) for d in first.dims[name]), np.nan)
+        for name in names
+    }
+    scalars = {
+        name: np.full(shape, fill, dtype=object if isinstance(fill, str) else float)
+        for name, fill in RUN_SCALARS.items()
+    }
+    for run in runs:
+        cell = tuple(int(np.searchsorted(grid[dim], run.attrs[dim])) for dim in GRID_DIMS)
+        for name in names:
+            positions = [np.searchsorted(coords[d], run.values[d]) for d in run.dims[name]]
+            data[name][cell][np.ix_(*positions)] = run.values[name]
+        for name in scalars:
+            scalars[name][cell] = run.attrs.get(name, RUN_SCALARS[name])
+    variables = {name: ((*GRID_DIMS, *first.dims[name]), values) for name, values in data.items()}
+    variables.update(
+        {
+            name: (GRID_DIMS, values.astype(str) if values.dtype == object else values)
+            for name, values in scalars.items()
+        }
     )
-    combined["status"] = combined["status"].fillna("missing").astype(str)
+    combined = xr.Dataset(variables, coords={**grid, **coords})
+    for name in [*names, *coords]:
+        combined[name].attrs = first.var_attrs.get(name, {})
     return combined
 
 
@@ -341,23 +392,6 @@ def aggregate(
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stats = read_stats(stats_path)
-    runs = combine_runs(run_paths)
-    c = runs.sizes["component"]
-    comp = runs["component"]
-    s = xr.DataArray(stats.s[:c], coords={"component": comp})
-    lam = xr.DataArray(stats.lam[:c], coords={"component": comp})
-    K = runs.sizes["k"]
-    ks = runs["k"]
-    seq_norm = xr.DataArray(
-        [np.linalg.norm(theory.w_seq(stats.U, stats.V, stats.rho, k)) for k in ks.values],
-        coords={"k": ks},
-    )
-    rrr_norm = xr.DataArray(
-        [np.linalg.norm(stats.w_rrr(k)) for k in ks.values],
-        coords={"k": ks},
-    )
-    del K
-
     client = None
     if workers > 1:
         from distributed import Client, LocalCluster
@@ -367,6 +401,20 @@ def aggregate(
         )
         client = Client(cluster)
     try:
+        runs = combine_runs(run_paths, client)
+        read = time.perf_counter()
+        if client is not None:  # the measurements below then run as Dask tasks on the workers
+            runs = runs.chunk({"depth": 1})
+        comp, ks = runs["component"], runs["k"]
+        s = xr.DataArray(stats.s[: comp.size], coords={"component": comp})
+        lam = xr.DataArray(stats.lam[: comp.size], coords={"component": comp})
+        seq_norm = xr.DataArray(
+            [np.linalg.norm(theory.w_seq(stats.U, stats.V, stats.rho, k)) for k in ks.values],
+            coords={"k": ks},
+        )
+        rrr_norm = xr.DataArray(
+            [np.linalg.norm(stats.w_rrr(k)) for k in ks.values], coords={"k": ks}
+        )
         phase = phase_times(runs, s, lam)
         tables = {
             "phase_times": phase,
@@ -386,7 +434,7 @@ def aggregate(
         }
         paths = {}
         runs.attrs = attrs
-        paths["trajectories"] = write_store(runs.chunk("auto"), out_dir / "trajectories.zarr")
+        paths["trajectories"] = write_store(runs, out_dir / "trajectories.zarr")
         for name, table in tables.items():
             table = table.compute()
             table.attrs = attrs
@@ -396,5 +444,10 @@ def aggregate(
         if client is not None:
             client.close()
             client.cluster.close()
-    log.info("aggregated %d runs in %.1f s", len(run_paths), time.perf_counter() - start)
+    log.info(
+        "aggregated %d runs in %.1f s (reading and combining %.1f s)",
+        len(run_paths),
+        time.perf_counter() - start,
+        read - start,
+    )
     return paths

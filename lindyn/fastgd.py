@@ -174,14 +174,33 @@ def _gemm(out, oo, a, ao, a0, a1, b, bo, b0, b1, n, m, q):
 
     ``A[i, k]`` is the lane vector at ``ao + (i·a0 + k·a1)·LANES`` of ``a`` (so a
     transpose is a swap of strides), likewise ``B``; ``out`` is dense at ``oo``.
+    Four columns a pass keep four independent chains of multiply-adds in flight.
     """
     for i in range(n):
-        for j in range(m):
-            acc = _vsplat(0.0)
+        for j in range(0, m, 4):
+            width = min(4, m - j)
+            acc0 = acc1 = acc2 = acc3 = _vsplat(0.0)
             for k in range(q):
                 x = _vload(a, ao + (i * a0 + k * a1) * LANES)
-                acc = _vfma(x, _vload(b, bo + (k * b0 + j * b1) * LANES), acc)
-            _vstore(out, oo + (i * m + j) * LANES, acc)
+                o = bo + (k * b0 + j * b1) * LANES
+                acc0 = _vfma(x, _vload(b, o), acc0)
+                if width == 4:
+                    acc1 = _vfma(x, _vload(b, o + b1 * LANES), acc1)
+                    acc2 = _vfma(x, _vload(b, o + 2 * b1 * LANES), acc2)
+                    acc3 = _vfma(x, _vload(b, o + 3 * b1 * LANES), acc3)
+                else:
+                    if width > 1:
+                        acc1 = _vfma(x, _vload(b, o + b1 * LANES), acc1)
+                    if width > 2:
+                        acc2 = _vfma(x, _vload(b, o + 2 * b1 * LANES), acc2)
+            o = oo + (i * m + j) * LANES
+            _vstore(out, o, acc0)
+            if width > 1:
+                _vstore(out, o + LANES, acc1)
+            if width > 2:
+                _vstore(out, o + 2 * LANES, acc2)
+            if width > 3:
+                _vstore(out, o + 3 * LANES, acc3)
 
 
 @numba.njit(cache=True)
@@ -305,7 +324,8 @@ def _advance_deep(mu, S, U, first, mids, last, eta, loss, u):
             _vstore(loss, (grp * steps + t) * LANES, _vmul(_vsplat(0.5), twice))
             for i in range(c):
                 _vstore(u, ((grp * steps + t) * c + i) * LANES, _vload(ua, i * LANES))
-            # Middle layers: ∇_l = left_l suffix[l]ᵀ, left_{l+1} = W_lᵀ left_l (old W_l).
+            # Middle layer W_{i+2} (1-based) = mids[i]: ∇ = left suffix[i+1]ᵀ with
+            # left = (W_1⋯W_{i+1})ᵀ G, then left ← W_{i+2}ᵀ left from the old W_{i+2}.
             left, other = H, spare
             for i in range(inner):
                 _gemm(grad, 0, left, 0, p, 1, suffix, (i + 1) * rp, 1, p, r, r, p)

@@ -20,6 +20,7 @@ Figures (THEORY §10 for the paper's):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -262,7 +263,7 @@ def figure_flow(
         axes[0, col].set_ylabel("nuclear norm ‖W(t)‖_*")
         axes[1, col].set_ylabel("squared Frobenius norm ‖W(t)‖²_F")
         axes[1, col].set_xlabel("rescaled time t / τ_L(δ)  (dimensionless)")
-        axes[0, col].legend(loc="lower right", title=f"δ = {delta:g} per layer")
+        axes[0, col].legend(loc="upper left", title=f"δ = {delta:g} per layer")
     fig.suptitle(
         "Gradient flow, aligned init, closed forms: L ≥ 2 learns components one by one "
         "(dotted: t/τ = 1/s_i)"
@@ -415,28 +416,34 @@ def figure_transitions(phase: Mapping[str, xr.Dataset], fraction: float = 0.5) -
                    ("t_asymptotic", "asymptotic τ_L(δ) / (η s_i)  (steps)"))
     lo, hi = np.inf, 0.0
     depths_seen: set[int] = set()
-    for mi, ds in enumerate(phase.values()):
+    # Random inits first and faint, aligned ones on top.
+    inits = [i for i in ("random", "aligned")
+             if any(i in ds["init"].values for ds in phase.values())]
+    for init, (mi, ds) in itertools.product(inits, enumerate(phase.values())):
         marker = MARKERS[mi % len(MARKERS)]
         ok = ds["status"].isin(OK_STATUSES)
         sub = ds.sel(fraction=fraction, method="nearest")
+        if init not in ds["init"].values:
+            continue
         for depth in ds["depth"].values:
-            for init in ds["init"].values:
-                part = sub.sel(depth=depth, init=init)
-                okp = ok.sel(depth=depth, init=init)
-                measured = part["t_measured"].where(okp)
-                for ax, (var, _) in zip(axes, predictions, strict=True):
-                    pred = part[var].broadcast_like(measured)
-                    x, y = np.ravel(pred.values), np.ravel(measured.transpose(*pred.dims).values)
-                    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-                    if not keep.any():
-                        continue
-                    color = depth_color(int(depth))
-                    ax.scatter(x[keep], y[keep], s=14, marker=marker,
-                               facecolors=color if init == "aligned" else "none",
-                               edgecolors=color, lw=0.8, alpha=0.7)
-                    lo, hi = min(lo, x[keep].min(), y[keep].min()), max(hi, x[keep].max(),
-                                                                        y[keep].max())
-                    depths_seen.add(int(depth))
+            part = sub.sel(depth=depth, init=init)
+            okp = ok.sel(depth=depth, init=init)
+            measured = part["t_measured"].where(okp)
+            for ax, (var, _) in zip(axes, predictions, strict=True):
+                pred = part[var].broadcast_like(measured)
+                x, y = np.ravel(pred.values), np.ravel(measured.transpose(*pred.dims).values)
+                keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+                if not keep.any():
+                    continue
+                color = depth_color(int(depth))
+                aligned = init == "aligned"
+                ax.scatter(x[keep], y[keep], s=16 if aligned else 10, marker=marker,
+                           facecolors=color if aligned else "none", edgecolors=color,
+                           lw=0.8, alpha=0.85 if aligned else 0.35,
+                           zorder=3 if aligned else 2)
+                lo, hi = min(lo, x[keep].min(), y[keep].min()), max(hi, x[keep].max(),
+                                                                    y[keep].max())
+                depths_seen.add(int(depth))
     if not np.isfinite(lo):
         plt.close(fig)
         return placeholder("transitions", "no measured crossing in any usable run")
@@ -516,12 +523,17 @@ def figure_theorem3(
             ax.plot(step[keep], u[keep, i] / rho[i], "o", color=color, ms=2.5,
                     label=f"u_{i + 1}/ρ_{i + 1}, ηs = {runs[j]['eta'] * s[i]:.2g}")
         ax.set_xscale("log")
+        # Zoom on the transitions: from 1 % to 99 % of the targets, with a margin.
+        w = u[:, :c] / rho
+        moving = step[(step >= 1) & np.any((w > 0.01) & (w < 0.99), axis=1)]
+        if moving.size:
+            ax.set_xlim(max(1.0, moving.min() / 3), moving.max() * 3)
         ax.set_ylim(-0.05, 1.1)
         ax.set_xlabel("gradient-descent step t")
         ax.set_ylabel("u_i(t) / ρ_i  (1)")
         ax.set_title(f"η = {runs[j]['eta']:g}, δ = {runs[j]['delta']:g}: "
                      "dots GD, band Theorem 3")
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="lower right", fontsize=7)
     two = bounds.sel(depth=2) if "depth" in bounds.dims else bounds
     two = two.sel(init="aligned") if "init" in two.dims else two
     status_ok = two["status"].isin(OK_STATUSES)
@@ -643,8 +655,12 @@ def figure_depth(
         ax.set_ylim(-0.05, 1.1)
         ax.set_xlabel("rescaled time t / τ_L(δ)  (dimensionless)")
         ax.set_ylabel("u_i / ρ_i  (1)")
-        scale = (r"$\tau_2 = \delta$" if depth == 2 else
-                 rf"$\tau_{depth} = e^{{{depth - 2}\delta}}/{depth - 2}$")
+        if depth == 2:
+            scale = r"$\tau_2 = \delta$"
+        elif depth == 3:
+            scale = r"$\tau_3 = e^{\delta}$"
+        else:
+            scale = rf"$\tau_{{{depth}}} = e^{{{depth - 2}\delta}}/{depth - 2}$"
         ax.set_title(f"L = {depth} ({scale})")
     handles, _ = axes[0].get_legend_handles_labels()
     handles.append(Line2D([], [], color="0.3", marker="o", mfc="none", ls="",

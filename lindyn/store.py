@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,14 @@ import numpy as np
 
 from lindyn.provenance import provenance
 from lindyn.stats import Stats
-from lindyn.zarrio import IntegrityError, Variables, read_group, verify_group, write_group
+from lindyn.zarrio import (
+    IntegrityError,
+    Variables,
+    read_group,
+    read_verified,
+    verify_group,
+    write_group,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -40,8 +48,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RUN_SCHEMA_VERSION",
+    "RunArrays",
     "StoreError",
     "read_run",
+    "read_run_arrays",
     "read_stats",
     "run_dataset",
     "stats_dataset",
@@ -356,6 +366,55 @@ def write_run(
 ) -> Path:
     """Write a run store atomically (without importing xarray)."""
     return _atomic(path, lambda tmp: write_group(tmp, *_run_content(record, stats, dataset)))
+
+
+@dataclass(frozen=True)
+class RunArrays:
+    """A run store read into memory without xarray (for fast aggregation).
+
+    Attributes
+    ----------
+    values : dict of ndarray
+        Every array, coordinates included.
+    dims : dict of tuple of str
+        Each array's dimensions.
+    var_attrs : dict of dict
+        Each array's attributes (long names, units).
+    attrs : dict
+        The store's attributes.
+    """
+
+    values: dict[str, np.ndarray]
+    dims: dict[str, tuple[str, ...]]
+    var_attrs: dict[str, dict[str, Any]]
+    attrs: dict[str, Any]
+
+
+def read_run_arrays(path: str | os.PathLike) -> RunArrays:
+    """Read and verify a whole run store (checksum, required variables and attrs).
+
+    Raises
+    ------
+    StoreError
+        Naming the store and how to recompute it.
+    """
+    path = Path(path)
+    _check_final(path, "run")
+    try:
+        values, array_attrs, attrs = read_verified(path)
+    except IntegrityError as err:
+        raise StoreError(f"run store {path} is damaged: {err}; {_recompute_hint(path)}") from err
+    missing = [v for v in RUN_REQUIRED if v not in values] + [
+        a for a in RUN_ATTRS if a not in attrs
+    ]
+    if missing:
+        raise StoreError(f"run store {path} lacks {', '.join(missing)}; {_recompute_hint(path)}")
+    dims = {name: tuple(a.get("_ARRAY_DIMENSIONS", ())) for name, a in array_attrs.items()}
+    var_attrs = {
+        name: {k: v for k, v in a.items() if k != "_ARRAY_DIMENSIONS"}
+        for name, a in array_attrs.items()
+    }
+    return RunArrays(values=values, dims=dims, var_attrs=var_attrs, attrs=attrs)
 
 
 def read_run(

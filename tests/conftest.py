@@ -76,10 +76,13 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 # lack a store equal to a clean run's, plus damaged stores that were read as valid.
 
 RELIABILITY: dict[str, int] = {}
+# Which tallies are bad inputs and which are injected faults (for the totals).
+_INPUT_WORDS = ("bad", "broken")
+_FAULT_WORDS = ("kill", "damaged", "stale", "diverging", "killed")
 
 
 def record_reliability(what: str, count: int = 1) -> None:
-    """Add ``count`` to the reliability tally ``what`` (e.g. "faults injected")."""
+    """Add ``count`` to the reliability tally ``what`` (e.g. "workflow kills (SIGKILL)")."""
     RELIABILITY[what] = RELIABILITY.get(what, 0) + count
 
 
@@ -88,4 +91,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     terminalreporter.section("reliability summary")
     for what, count in sorted(RELIABILITY.items()):
-        terminalreporter.write_line(f"{what:>40}: {count}")
+        terminalreporter.write_line(f"{what:>44}: {count}")
+    inputs = sum(n for k, n in RELIABILITY.items() if k.startswith(_INPUT_WORDS))
+    faults = sum(n for k, n in RELIABILITY.items() if any(w in k for w in _FAULT_WORDS))
+    terminalreporter.write_line(
+        f"bad inputs tried: {inputs}; faults injected: {faults}; "
+        f"runs lost: {RELIABILITY.get('runs lost', 0)}"
+    )

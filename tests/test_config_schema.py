@@ -124,6 +124,14 @@ valid_configs = st.fixed_dictionaries(
         "tol": st.floats(0, 1, exclude_min=True),
         "max_components": st.integers(1, 100000),
         "aggregate": st.fixed_dictionaries({}, optional={"workers": st.integers(1, 1024)}),
+        "cluster": st.fixed_dictionaries(
+            {},
+            optional={
+                "localrules": st.lists(
+                    st.sampled_from(["dataset_stats", "aggregate"]), max_size=2, unique=True
+                )
+            },
+        ),
     },
 )
 
@@ -159,6 +167,7 @@ BOUNDARY = {
 @example(config=copy.deepcopy(TINY_CONFIG))
 def test_every_valid_configuration_is_accepted(config, npz_file):
     config = _with_npz(copy.deepcopy(config), npz_file)
+    record_reliability("valid configurations accepted (in-process)")
     assert refusal(config) is None
     # Defaults filled in, integers normalised, and every cell gets its own well-formed path.
     assert config["tol"] > 0 and config["max_components"] >= 1
@@ -295,7 +304,9 @@ def _dataset_defect(draw, config, npz_file):
 
 
 def _structure_defect(draw, config):
-    kind = draw(st.sampled_from(["unknown top", "unknown grid", "missing", "type", "empty"]))
+    kind = draw(
+        st.sampled_from(["unknown top", "unknown grid", "missing", "type", "empty", "cluster"])
+    )
     if kind == "unknown top":
         key = draw(st.sampled_from(["colour", "eta", "Width", "max_step", "grid_"]))
         config[key] = 1
@@ -311,8 +322,12 @@ def _structure_defect(draw, config):
         else:
             del config[key]
         return key, "missing"
+    if kind == "cluster":
+        value = draw(st.sampled_from(["simulate", "all", "report_"]))
+        config["cluster"] = {"localrules": [value]}
+        return "cluster.localrules[0]", value
     if kind == "type":
-        key = draw(st.sampled_from(["datasets", "grid", "aggregate"]))
+        key = draw(st.sampled_from(["datasets", "grid", "aggregate", "cluster"]))
         value = draw(st.sampled_from([5, "x", [1]]))
         config[key] = value
         return key, _show(value)

@@ -26,7 +26,8 @@ CLAIMS = [
     "Step size below eigen-gaps",
     "Path visits W_k^seq",
     "Path visits W_k^RRR",
-    "Table 1: ε_A1 ≪ ε_iso",
+    "Table 1: ε_A1 ≪ ε_iso (raw)",
+    "Table 1: ε_A1 ≪ ε_iso (centred)",
     "Figure 2: denoising by L = 2",
 ]
 
@@ -84,9 +85,12 @@ def _stats(eps_a1: float, eps_iso: float, loader: str = "digits") -> xr.Dataset:
 )
 def test_table1_verdict_follows_the_documented_thresholds(eps_a1, verdict):
     res = report.DatasetResults("x", _stats(eps_a1, 1.0))
-    claim = report._claim_eps(res)
+    claim = report._claim_eps(res, "raw")
     assert claim.verdict_kind == verdict
     assert claim.value == pytest.approx(eps_a1)
+    centred = report._claim_eps(res, "centred")  # 0.3 / 0.9 in _stats
+    assert centred.verdict_kind == "fails"
+    assert centred.value == pytest.approx(1 / 3)
 
 
 def test_eps_table_and_its_figure(tmp_path):
@@ -214,7 +218,7 @@ def test_diverged_and_missing_runs_are_listed_not_fatal(tiny_pipeline, tmp_path)
     shutil.rmtree(results / "aggregate" / "digits" / "path.zarr")
     text = report.build_report(results, datasets, config=TINY_CONFIG)
     assert "path.zarr does not exist" in text
-    for stem in ("fig2_autoencoder", "fig4_transitions", "fig5_theorem3", "fig7_path"):
+    for stem in ("fig4_transitions", "fig5_theorem3", "fig7_path"):
         kind = report.FIGURES[stem][0]
         (png,) = report.make_figure(stem, results, TINY_CONFIG["datasets"],
                                     [tmp_path / f"{stem}.png"])

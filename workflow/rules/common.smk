@@ -1,5 +1,6 @@
 # Helpers shared by the rules: config validation, the grid, paths.
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -25,8 +26,9 @@ except (WorkflowError, ConfigError) as err:
         )
     ) from None
 
-# Every job runs lindyn with the interpreter that runs Snakemake.
-LINDYN = f"{sys.executable} -m lindyn"
+# Jobs run `python -m lindyn` with the interpreter that runs Snakemake (the
+# project's virtual environment), without naming it in any rule's params.
+shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
 RUN_PATTERN = (
     "{dataset}/depth{depth}/width{width}/{init}/seed{seed}/eta{eta}_delta{delta}"
 )

@@ -7,9 +7,8 @@ rule dataset_stats:
     conda:
         "../envs/lindyn.yaml"
     params:
-        lindyn=LINDYN,
         loader=lambda wildcards: config["datasets"][wildcards.dataset]["loader"],
         options=dataset_option_args,
     shell:
-        "{params.lindyn} dataset {params.loader} {params.options} --label {wildcards.dataset}"
+        "python -m lindyn dataset {params.loader} {params.options} --label {wildcards.dataset}"
         " --out {output} > {log} 2>&1"
