@@ -36,6 +36,7 @@ import xarray as xr
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from lindyn import flow, theory
 
@@ -533,7 +534,8 @@ def figure_theorem3(
         ax.set_ylabel("u_i(t) / ρ_i  (1)")
         ax.set_title(f"η = {runs[j]['eta']:g}, δ = {runs[j]['delta']:g}: "
                      "dots GD, band Theorem 3")
-        ax.legend(loc="lower right", fontsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.legend(loc="upper left", fontsize=7)
     two = bounds.sel(depth=2) if "depth" in bounds.dims else bounds
     two = two.sel(init="aligned") if "init" in two.dims else two
     status_ok = two["status"].isin(OK_STATUSES)
