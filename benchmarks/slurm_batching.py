@@ -2,7 +2,7 @@
 
 Runs the real workflow (a copy, in a temporary directory) through the Slurm profile on the
 cluster that ``tests/cluster/start_slurm.sh`` starts, once per batch size
-(``--group-components simulate=N``), and once locally for reference::
+(``--group-components simulate_{dataset}=N``), and once locally for reference::
 
     bash tests/cluster/start_slurm.sh
     .venv/bin/python benchmarks/slurm_batching.py [--sizes 1 4 8 16 32] [--seeds 0]
@@ -88,7 +88,7 @@ def main() -> None:
             fresh()
             seconds, out = run(
                 workdir, "--workflow-profile", "workflow/profiles/slurm", "--slurm-no-account",
-                "--until", "simulate", "--group-components", f"simulate={size}",
+                "--until", "simulate", "--group-components", f"simulate_{{dataset}}={size}",
             )
             jobs = len(re.findall(r"submitted with SLURM jobid", out))
             rows.append((f"slurm, {size} cells/job", str(jobs), seconds))

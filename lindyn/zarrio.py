@@ -110,11 +110,20 @@ def content_checksum(variables: Variables, attrs: Mapping[str, Any]) -> str:
     return _finish(digest, {k: _json_safe(v) for k, v in attrs.items()})
 
 
+def _dump(path: Path, value: Any) -> dict[str, Any]:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=_json_safe))
+    return json.loads(path.read_text())
+
+
 def write_group(path: str | os.PathLike, variables: Variables, attrs: Mapping[str, Any]) -> None:
     """Write variables (coordinates included) and attributes to a new Zarr v2 store.
 
-    The store's attributes also get :data:`CHECKSUM_ATTR`, the
-    :func:`content_checksum` of what is written.
+    Numeric arrays are written directly in the Zarr v2 layout, one uncompressed
+    chunk each (a run store holds a few dozen kilobytes): importing and driving
+    the zarr library would cost a simulation job more than most runs take.
+    Text arrays, if any, are written with zarr. The store's attributes also get
+    :data:`CHECKSUM_ATTR`, the :func:`content_checksum` of what is written, and
+    the consolidated metadata (``.zmetadata``) that xarray reads.
 
     Parameters
     ----------
@@ -126,43 +135,71 @@ def write_group(path: str | os.PathLike, variables: Variables, attrs: Mapping[st
     attrs : mapping
         Store attributes (JSON-serialisable).
     """
-    import zarr
-
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=False)
     checksum = content_checksum(variables, attrs)
-    group = zarr.open_group(store=str(path), mode="w-", zarr_format=2)
-    group.attrs.update({**{k: _json_safe(v) for k, v in attrs.items()}, CHECKSUM_ATTR: checksum})
+    metadata = {
+        ".zgroup": _dump(path / ".zgroup", {"zarr_format": 2}),
+        ".zattrs": _dump(path / ".zattrs", {**attrs, CHECKSUM_ATTR: checksum}),
+    }
+    text = {}
     for name, (dims, values, var_attrs) in variables.items():
         values = np.asarray(values)
-        if values.dtype.kind == "U":
-            values = values.astype(object)
-        array = group.create_array(
-            name,
-            shape=values.shape,
-            dtype=str if values.dtype == object else values.dtype,
-            chunks=tuple(max(1, n) for n in values.shape),
-            fill_value=None,
-        )
+        array_attrs = {"_ARRAY_DIMENSIONS": list(dims), **var_attrs}
+        if values.dtype.kind in "OUS":
+            text[name] = (values.astype(object), array_attrs)
+            continue
+        if values.dtype.byteorder == ">":
+            values = values.astype(values.dtype.newbyteorder("<"))
+        (path / name).mkdir()
+        header = {
+            "chunks": [max(1, n) for n in values.shape],
+            "compressor": None,
+            "dimension_separator": ".",
+            "dtype": values.dtype.str,
+            "fill_value": None,
+            "filters": None,
+            "order": "C",
+            "shape": list(values.shape),
+            "zarr_format": 2,
+        }
+        metadata[f"{name}/.zarray"] = _dump(path / name / ".zarray", header)
+        metadata[f"{name}/.zattrs"] = _dump(path / name / ".zattrs", array_attrs)
         if values.size:
-            array[...] = values
-        array.attrs.update(
-            {"_ARRAY_DIMENSIONS": list(dims), **{k: _json_safe(v) for k, v in var_attrs.items()}}
-        )
-    zarr.consolidate_metadata(str(path), zarr_format=2)
+            key = ".".join("0" * values.ndim) or "0"
+            (path / name / key).write_bytes(np.ascontiguousarray(values).tobytes())
+    if text:
+        import zarr
+
+        group = zarr.open_group(store=str(path), mode="r+", zarr_format=2)
+        for name, (values, array_attrs) in text.items():
+            array = group.create_array(
+                name,
+                shape=values.shape,
+                dtype=str,
+                chunks=tuple(max(1, n) for n in values.shape),
+                fill_value=None,
+            )
+            if values.size:
+                array[...] = values
+            array.attrs.update(array_attrs)
+            for key in (".zarray", ".zattrs"):
+                metadata[f"{name}/{key}"] = json.loads((path / name / key).read_text())
+    _dump(path / ".zmetadata", {"metadata": metadata, "zarr_consolidated_format": 1})
 
 
 def read_group(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read every array of a Zarr store into memory, with the store's attributes.
+
+    The store is verified on the way (see :func:`read_verified`).
 
     Returns
     -------
     arrays : dict of ndarray
     attrs : dict
     """
-    import zarr
-
-    group = zarr.open_group(store=str(path), mode="r")
-    arrays = {name: array[...] for name, array in group.arrays()}
-    return {k: np.asarray(v) for k, v in arrays.items()}, dict(group.attrs)
+    arrays, _, attrs = read_verified(path)
+    return arrays, attrs
 
 
 def _check_consolidated(path: Path) -> dict[str, Any]:
