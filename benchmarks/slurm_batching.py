@@ -53,7 +53,9 @@ def run(workdir: Path, *args: str, timeout: int = 1200) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(
         ["timeout", "-k", "10", str(timeout), *SNAKEMAKE, *args],
-        cwd=workdir, capture_output=True, text=True,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -87,8 +89,14 @@ def main() -> None:
         for size in args.sizes:
             fresh()
             seconds, out = run(
-                workdir, "--workflow-profile", "workflow/profiles/slurm", "--slurm-no-account",
-                "--until", "simulate", "--group-components", f"simulate_{{dataset}}={size}",
+                workdir,
+                "--workflow-profile",
+                "workflow/profiles/slurm",
+                "--slurm-no-account",
+                "--until",
+                "simulate",
+                "--group-components",
+                f"simulate_{{dataset}}={size}",
             )
             jobs = len(re.findall(r"submitted with SLURM jobid", out))
             rows.append((f"slurm, {size} cells/job", str(jobs), seconds))

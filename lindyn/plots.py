@@ -70,8 +70,14 @@ FIGURE_SIZES = {
     "depth": (12.0, 4.2),
     "path": (13.0, 9.0),
 }
-DEPTH_COLORS = {1: "0.45", 2: "tab:blue", 3: "tab:orange", 4: "tab:green", 5: "tab:red",
-                6: "tab:purple"}
+DEPTH_COLORS = {
+    1: "0.45",
+    2: "tab:blue",
+    3: "tab:orange",
+    4: "tab:green",
+    5: "tab:red",
+    6: "tab:purple",
+}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 plt.rcParams.update(
@@ -130,8 +136,9 @@ def reference_cell(
     if frame.empty:
         return None
     row = frame.sort_values([d for d in GRID_DIMS if d in frame]).iloc[0]
-    return {d: row[d].item() if hasattr(row[d], "item") else row[d] for d in GRID_DIMS
-            if d in frame}
+    return {
+        d: row[d].item() if hasattr(row[d], "item") else row[d] for d in GRID_DIMS if d in frame
+    }
 
 
 def _sel(ds: xr.Dataset | xr.DataArray, cell: Mapping[str, Any]):
@@ -143,8 +150,10 @@ def _ok_runs(ds: xr.Dataset, **fixed: Any) -> list[dict[str, Any]]:
     frame = frame[frame["status"].isin(OK_STATUSES)]
     for key, value in fixed.items():
         frame = frame[frame[key] == value]
-    return [dict(zip(frame.columns[:-1], row, strict=True)) for row in
-            frame.drop(columns="status").itertuples(index=False)]
+    return [
+        dict(zip(frame.columns[:-1], row, strict=True))
+        for row in frame.drop(columns="status").itertuples(index=False)
+    ]
 
 
 def pca_oracle_errors(stats: xr.Dataset) -> np.ndarray | None:
@@ -162,8 +171,10 @@ def pca_oracle_errors(stats: xr.Dataset) -> np.ndarray | None:
     # With W = Q_k Q_kᵀ: tr(WᵀΣxc) = Σ_{j≤k} q_jᵀΣxc q_j and tr(WᵀΣxW) = Σ_{j≤k} μ_j.
     cross = np.einsum("ij,ik,kj->j", q, sigma_xc, q)
     quad = np.einsum("ij,ik,kj->j", q, sigma_x, q)
-    return cc - 2 * np.concatenate([[0.0], np.cumsum(cross)]) + np.concatenate(
-        [[0.0], np.cumsum(quad)]
+    return (
+        cc
+        - 2 * np.concatenate([[0.0], np.cumsum(cross)])
+        + np.concatenate([[0.0], np.cumsum(quad)])
     )
 
 
@@ -184,16 +195,26 @@ def save_figure(fig: Figure, paths: Iterable[str | Path]) -> list[Path]:
     for path in paths:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=DPI, metadata={"Creator": "lindyn"} if path.suffix == ".png"
-                    else None)
+        fig.savefig(
+            path, dpi=DPI, metadata={"Creator": "lindyn"} if path.suffix == ".png" else None
+        )
         out.append(path)
     plt.close(fig)
     return out
 
 
 def _note(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", wrap=True,
-            fontsize=9, color="0.3")
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        wrap=True,
+        fontsize=9,
+        color="0.3",
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
@@ -251,8 +272,12 @@ def figure_flow(
         x = np.linspace(0.0, 1.3 / s[shown - 1], n_points)
         for depth in depths:
             nuclear, frob = flow.figure1_curves(x, s, lam, depth, delta)
-            style = {"color": depth_color(depth), "lw": 1.8 if depth == 2 else 1.4,
-                     "ls": "-" if depth <= 2 else "--", "label": f"L = {depth}"}
+            style = {
+                "color": depth_color(depth),
+                "lw": 1.8 if depth == 2 else 1.4,
+                "ls": "-" if depth <= 2 else "--",
+                "label": f"L = {depth}",
+            }
             axes[0, col].plot(x, nuclear, **style)
             axes[1, col].plot(x, frob, **style)
         for ax in axes[:, col]:
@@ -303,8 +328,9 @@ def figure_autoencoder(
     """
     if traj is None or "recon_error" not in traj:
         return placeholder("autoencoder", "no autoencoder run with a clean signal in this study")
-    ref = reference_cell(traj, 2 if 2 in traj["depth"].values else int(depths[-1]), init,
-                         delta, eta)
+    ref = reference_cell(
+        traj, 2 if 2 in traj["depth"].values else int(depths[-1]), init, delta, eta
+    )
     if ref is None:
         return placeholder("autoencoder", f"{name}: no usable {init} run")
     fig = new_figure("autoencoder")
@@ -325,8 +351,7 @@ def figure_autoencoder(
         ax_err.plot(step[keep], err[keep], **style)
         if np.any(np.isfinite(err[keep])):
             best = np.nanargmin(np.where(keep, err, np.nan))
-            ax_err.plot(step[best], err[best], "o", color=depth_color(depth), ms=6,
-                        mfc="none")
+            ax_err.plot(step[best], err[best], "o", color=depth_color(depth), ms=6, mfc="none")
         drawn = True
     if not drawn:
         plt.close(fig)
@@ -334,8 +359,7 @@ def figure_autoencoder(
     oracle = pca_oracle_errors(stats) if stats is not None else None
     if oracle is not None:
         k = int(np.argmin(oracle))
-        ax_err.axhline(oracle[k], color="k", ls=":", lw=1,
-                       label=f"best rank-k PCA (k = {k})")
+        ax_err.axhline(oracle[k], color="k", ls=":", lw=1, label=f"best rank-k PCA (k = {k})")
     ax_norm.set_xscale("log")
     ax_err.set_xscale("log")
     ax_err.set_yscale("log")
@@ -347,8 +371,9 @@ def figure_autoencoder(
     ax_err.legend(loc="lower left")
     ax_norm.set_title("trace norm: L = 2 climbs in unit steps (one component each)")
     ax_err.set_title("reconstruction of the clean signal (circles: best step)")
-    fig.suptitle(f"{name}: gradient descent, {init} init, η = {ref['eta']:g}, "
-                 f"δ = {ref['delta']:g} per layer")
+    fig.suptitle(
+        f"{name}: gradient descent, {init} init, η = {ref['eta']:g}, δ = {ref['delta']:g} per layer"
+    )
     return fig
 
 
@@ -383,14 +408,29 @@ def figure_eps(eps: xr.Dataset) -> Figure:
             continue
         values = np.asarray(eps[var].sel(centring=centring), dtype=float)
         shown = np.where(np.isfinite(values), np.maximum(values, floor), np.nan)
-        bars = ax.bar(x + (j - 1.5) * width, shown, width, label=label, color=color,
-                      alpha=0.85 if hatch is None else 0.45, hatch=hatch, edgecolor="k", lw=0.5)
+        bars = ax.bar(
+            x + (j - 1.5) * width,
+            shown,
+            width,
+            label=label,
+            color=color,
+            alpha=0.85 if hatch is None else 0.45,
+            hatch=hatch,
+            edgecolor="k",
+            lw=0.5,
+        )
         for bar, value in zip(bars, values, strict=True):
             if np.isfinite(value):
                 text = "≈0" if value < 1e-12 else f"{value:.2g}"
-                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=7, xytext=(0, 1),
-                            textcoords="offset points")
+                ax.annotate(
+                    text,
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    xytext=(0, 1),
+                    textcoords="offset points",
+                )
     ax.set_yscale("log")
     ax.set_ylim(floor / 2, 3)
     ax.set_xticks(x, names)
@@ -413,13 +453,16 @@ def figure_transitions(phase: Mapping[str, xr.Dataset], fraction: float = 0.5) -
     """
     fig = new_figure("transitions")
     axes = fig.subplots(1, 2)
-    predictions = (("t_flow", "gradient-flow crossing time / η  (steps)"),
-                   ("t_asymptotic", "asymptotic τ_L(δ) / (η s_i)  (steps)"))
+    predictions = (
+        ("t_flow", "gradient-flow crossing time / η  (steps)"),
+        ("t_asymptotic", "asymptotic τ_L(δ) / (η s_i)  (steps)"),
+    )
     lo, hi = np.inf, 0.0
     depths_seen: set[int] = set()
     # Random inits first and faint, aligned ones on top.
-    inits = [i for i in ("random", "aligned")
-             if any(i in ds["init"].values for ds in phase.values())]
+    inits = [
+        i for i in ("random", "aligned") if any(i in ds["init"].values for ds in phase.values())
+    ]
     for init, (mi, ds) in itertools.product(inits, enumerate(phase.values())):
         marker = MARKERS[mi % len(MARKERS)]
         ok = ds["status"].isin(OK_STATUSES)
@@ -438,12 +481,21 @@ def figure_transitions(phase: Mapping[str, xr.Dataset], fraction: float = 0.5) -
                     continue
                 color = depth_color(int(depth))
                 aligned = init == "aligned"
-                ax.scatter(x[keep], y[keep], s=16 if aligned else 10, marker=marker,
-                           facecolors=color if aligned else "none", edgecolors=color,
-                           lw=0.8, alpha=0.85 if aligned else 0.35,
-                           zorder=3 if aligned else 2)
-                lo, hi = min(lo, x[keep].min(), y[keep].min()), max(hi, x[keep].max(),
-                                                                    y[keep].max())
+                ax.scatter(
+                    x[keep],
+                    y[keep],
+                    s=16 if aligned else 10,
+                    marker=marker,
+                    facecolors=color if aligned else "none",
+                    edgecolors=color,
+                    lw=0.8,
+                    alpha=0.85 if aligned else 0.35,
+                    zorder=3 if aligned else 2,
+                )
+                lo, hi = (
+                    min(lo, x[keep].min(), y[keep].min()),
+                    max(hi, x[keep].max(), y[keep].max()),
+                )
                 depths_seen.add(int(depth))
     if not np.isfinite(lo):
         plt.close(fig)
@@ -456,13 +508,18 @@ def figure_transitions(phase: Mapping[str, xr.Dataset], fraction: float = 0.5) -
         ax.set_ylim(lo / 2, hi * 2)
         ax.set_xlabel(label)
         ax.set_ylabel(f"measured first step with u_i ≥ {fraction:g}·ρ_i  (steps)")
-    handles = [Line2D([], [], color=depth_color(d), marker="o", ls="", label=f"L = {d}")
-               for d in sorted(depths_seen)]
-    handles += [Line2D([], [], color="0.3", marker=MARKERS[i % len(MARKERS)], ls="",
-                       label=name) for i, name in enumerate(phase)]
-    handles += [Line2D([], [], color="0.3", marker="o", mfc="none", ls="",
-                       label="random init (hollow)"),
-                Line2D([], [], color="k", ls="--", label="identity")]
+    handles = [
+        Line2D([], [], color=depth_color(d), marker="o", ls="", label=f"L = {d}")
+        for d in sorted(depths_seen)
+    ]
+    handles += [
+        Line2D([], [], color="0.3", marker=MARKERS[i % len(MARKERS)], ls="", label=name)
+        for i, name in enumerate(phase)
+    ]
+    handles += [
+        Line2D([], [], color="0.3", marker="o", mfc="none", ls="", label="random init (hollow)"),
+        Line2D([], [], color="k", ls="--", label="identity"),
+    ]
     axes[0].legend(handles=handles, loc="upper left", ncols=2)
     axes[0].set_title("against the per-component gradient flow (from each run's u_i(0))")
     axes[1].set_title("against Theorem 2's asymptotic transition (L ≥ 2)")
@@ -495,12 +552,13 @@ def figure_theorem3(
     ref = reference_cell(traj, 2)
     runs = []
     if ref is not None:
-        runs = sorted(_ok_runs(traj, depth=2, init="aligned", delta=ref["delta"]),
-                      key=lambda c: c["eta"])[:n_runs]
+        runs = sorted(
+            _ok_runs(traj, depth=2, init="aligned", delta=ref["delta"]), key=lambda c: c["eta"]
+        )[:n_runs]
     s_all = np.asarray(stats["s"], dtype=float)
     lam_all = np.asarray(stats["lam"], dtype=float)
     for j in range(columns):
-        ax = fig.add_subplot(grid[0, 2 * j: 2 * j + 2])
+        ax = fig.add_subplot(grid[0, 2 * j : 2 * j + 2])
         if j >= len(runs):
             _note(ax, "no further usable run")
             continue
@@ -510,19 +568,31 @@ def figure_theorem3(
         c = min(n_components, u.shape[1])
         s, lam = s_all[:c], lam_all[:c]
         rho = s / lam
-        dense = np.unique(np.concatenate([[0], np.geomspace(1, max(step.max(), 1), 400)
-                                          .astype(int)]))
-        lower, upper = theory.theorem3_envelopes(dense[:, None], s, lam, u[0, :c],
-                                                 runs[j]["eta"])
+        dense = np.unique(
+            np.concatenate([[0], np.geomspace(1, max(step.max(), 1), 400).astype(int)])
+        )
+        lower, upper = theory.theorem3_envelopes(dense[:, None], s, lam, u[0, :c], runs[j]["eta"])
         keep = step >= 1
         for i in range(c):
             color = f"C{i}"
-            ax.fill_between(dense[1:], lower[1:, i] / rho[i], upper[1:, i] / rho[i],
-                            color=color, alpha=0.2, lw=0)
+            ax.fill_between(
+                dense[1:],
+                lower[1:, i] / rho[i],
+                upper[1:, i] / rho[i],
+                color=color,
+                alpha=0.2,
+                lw=0,
+            )
             ax.plot(dense[1:], lower[1:, i] / rho[i], color=color, lw=0.6, ls="--")
             ax.plot(dense[1:], upper[1:, i] / rho[i], color=color, lw=0.6, ls="--")
-            ax.plot(step[keep], u[keep, i] / rho[i], "o", color=color, ms=2.5,
-                    label=f"u_{i + 1}/ρ_{i + 1}, ηs = {runs[j]['eta'] * s[i]:.2g}")
+            ax.plot(
+                step[keep],
+                u[keep, i] / rho[i],
+                "o",
+                color=color,
+                ms=2.5,
+                label=f"u_{i + 1}/ρ_{i + 1}, ηs = {runs[j]['eta'] * s[i]:.2g}",
+            )
         ax.set_xscale("log")
         # Zoom on the transitions: from 1 % to 99 % of the targets, with a margin.
         w = u[:, :c] / rho
@@ -532,8 +602,7 @@ def figure_theorem3(
         ax.set_ylim(-0.05, 1.1)
         ax.set_xlabel("gradient-descent step t")
         ax.set_ylabel("u_i(t) / ρ_i  (1)")
-        ax.set_title(f"η = {runs[j]['eta']:g}, δ = {runs[j]['delta']:g}: "
-                     "dots GD, band Theorem 3")
+        ax.set_title(f"η = {runs[j]['eta']:g}, δ = {runs[j]['delta']:g}: dots GD, band Theorem 3")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(loc="upper left", fontsize=7)
     two = bounds.sel(depth=2) if "depth" in bounds.dims else bounds
@@ -543,19 +612,30 @@ def figure_theorem3(
     violation = two["max_violation"].where(status_ok)
     reduce = [d for d in ratio.dims if d not in ("eta", "delta")]
     ratio = ratio.median(reduce, skipna=True)
-    violation = violation.max([d for d in violation.dims if d not in ("eta", "delta")],
-                              skipna=True)
+    violation = violation.max([d for d in violation.dims if d not in ("eta", "delta")], skipna=True)
     ax_r = fig.add_subplot(grid[1, :columns])
     ax_v = fig.add_subplot(grid[1, columns:])
-    _heatmap(ax_r, ratio.transpose("eta", "delta"), "median t⁺/t⁻ at f = 0.5 (1)",
-             fmt="{:.3f}", log=False, cmap="viridis")
-    _heatmap(ax_v, violation.transpose("eta", "delta"),
-             "max Theorem 3 violation / ρ_i (1, log colour)", fmt="{:.0e}", log=True,
-             cmap="magma")
+    _heatmap(
+        ax_r,
+        ratio.transpose("eta", "delta"),
+        "median t⁺/t⁻ at f = 0.5 (1)",
+        fmt="{:.3f}",
+        log=False,
+        cmap="viridis",
+    )
+    _heatmap(
+        ax_v,
+        violation.transpose("eta", "delta"),
+        "max Theorem 3 violation / ρ_i (1, log colour)",
+        fmt="{:.0e}",
+        log=True,
+        cmap="magma",
+    )
     ax_r.set_title("Corollary 3 bracket tightness (1 = exact; ≈ 1 + 1.5ηs)")
     ax_v.set_title("Theorem 3 violations (rounding ≈ 1e-15; n/a: ηs > 1/2)")
-    fig.suptitle(f"{name}: depth 2, aligned init (ε = 0): Theorem 3 envelopes and "
-                 "Corollary 3 bracket")
+    fig.suptitle(
+        f"{name}: depth 2, aligned init (ε = 0): Theorem 3 envelopes and Corollary 3 bracket"
+    )
     return fig
 
 
@@ -585,8 +665,7 @@ def _heatmap(ax, data: xr.DataArray, label: str, fmt: str, log: bool, cmap: str)
         if np.isfinite(value):
             r, g, b, _ = colormap(norm(shown[i, j]))
             colour = "k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "w"
-            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7,
-                    color=colour)
+            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7, color=colour)
         else:
             ax.text(j, i, "n/a", ha="center", va="center", fontsize=7, color="0.3")
     plt.colorbar(image, ax=ax, label=label)
@@ -620,8 +699,9 @@ def figure_depth(
     rho = s / lam
     gd_deltas: list[float] = []
     if traj is not None:
-        gd_deltas = sorted({float(c["delta"]) for c in _ok_runs(traj, init="aligned")
-                            if c["depth"] in depths})
+        gd_deltas = sorted(
+            {float(c["delta"]) for c in _ok_runs(traj, init="aligned") if c["depth"] in depths}
+        )
     all_deltas = sorted(set(map(float, deltas)) | set(gd_deltas))
     norm = LogNorm(vmin=min(all_deltas), vmax=max(all_deltas)) if min(all_deltas) > 0 else None
     cmap = plt.get_cmap("viridis")
@@ -637,21 +717,33 @@ def figure_depth(
             t = float(theory.tau(depth, delta)) * x[:, None]
             u = flow.flow_component(t, s, lam, depth, np.exp(-depth * delta))
             for i in range(s.size):
-                ax.plot(x, u[:, i] / rho[i], color=colour(delta), lw=1.2,
-                        label=f"δ = {delta:g}" if i == 0 else None)
+                ax.plot(
+                    x,
+                    u[:, i] / rho[i],
+                    color=colour(delta),
+                    lw=1.2,
+                    label=f"δ = {delta:g}" if i == 0 else None,
+                )
         if traj is not None and depth in traj["depth"].values:
             for cell in _ok_runs(traj, depth=depth, init="aligned"):
-                if cell["eta"] != min(c["eta"] for c in _ok_runs(traj, depth=depth,
-                                                                  init="aligned",
-                                                                  delta=cell["delta"])):
+                if cell["eta"] != min(
+                    c["eta"]
+                    for c in _ok_runs(traj, depth=depth, init="aligned", delta=cell["delta"])
+                ):
                     continue
                 run = _sel(traj, cell)
                 xs = cell["eta"] * run["step"].values / float(theory.tau(depth, cell["delta"]))
                 us = run["u"].values[:, : s.size] / rho
                 inside = xs <= x[-1]
                 for i in range(us.shape[1]):
-                    ax.plot(xs[inside], us[inside, i], "o", ms=2.5, mfc="none",
-                            color=colour(float(cell["delta"])))
+                    ax.plot(
+                        xs[inside],
+                        us[inside, i],
+                        "o",
+                        ms=2.5,
+                        mfc="none",
+                        color=colour(float(cell["delta"])),
+                    )
         for si in s:
             ax.axvline(1.0 / si, color="k", ls=":", lw=0.8)
         ax.set_ylim(-0.05, 1.1)
@@ -665,12 +757,15 @@ def figure_depth(
             scale = rf"$\tau_{{{depth}}} = e^{{{depth - 2}\delta}}/{depth - 2}$"
         ax.set_title(f"L = {depth} ({scale})")
     handles, _ = axes[0].get_legend_handles_labels()
-    handles.append(Line2D([], [], color="0.3", marker="o", mfc="none", ls="",
-                          label="GD, aligned (smallest η)"))
+    handles.append(
+        Line2D([], [], color="0.3", marker="o", mfc="none", ls="", label="GD, aligned (smallest η)")
+    )
     handles.append(Line2D([], [], color="k", ls=":", label="T_i = 1/s_i"))
     axes[0].legend(handles=handles, loc="lower right", fontsize=7)
-    fig.suptitle(f"{name}: first {s.size} components, flow (lines) and GD (circles) against "
-                 "rescaled time; the steps sharpen as δ grows")
+    fig.suptitle(
+        f"{name}: first {s.size} components, flow (lines) and GD (circles) against "
+        "rescaled time; the steps sharpen as δ grows"
+    )
     return fig
 
 
@@ -697,9 +792,11 @@ def figure_path(
         return placeholder("path", "no aggregated run")
     fig = new_figure("path")
     axes = fig.subplots(3, len(names), squeeze=False, sharey="row")
-    rows = ((2, "seq", "L = 2: ‖W(t) − W_k^seq‖ / ‖W_k^seq‖"),
-            (2, "rrr", "L = 2: ‖W(t) − W_k^RRR‖ / ‖W_k^RRR‖"),
-            (1, "seq", "L = 1: ‖W(t) − W_k^seq‖ / ‖W_k^seq‖"))
+    rows = (
+        (2, "seq", "L = 2: ‖W(t) − W_k^seq‖ / ‖W_k^seq‖"),
+        (2, "rrr", "L = 2: ‖W(t) − W_k^RRR‖ / ‖W_k^RRR‖"),
+        (1, "seq", "L = 1: ‖W(t) − W_k^seq‖ / ‖W_k^seq‖"),
+    )
     cmap = plt.get_cmap("viridis")
     for col, name in enumerate(names):
         ds, pm, nm = traj[name], path[name], norms[name]
@@ -717,15 +814,21 @@ def figure_path(
             dist = run[f"dist_{target}"]
             norm_k = nm[f"{target}_norm"].reindex(k=dist["k"].values)
             rel = dist / norm_k
-            ks = [int(k) for k in dist["k"].values
-                  if np.isfinite(rel.sel(k=k).values).any()][:max_k]
+            ks = [int(k) for k in dist["k"].values if np.isfinite(rel.sel(k=k).values).any()][
+                :max_k
+            ]
             step = run["step"].values
             keep = step >= 1
             windows = _sel(pm, cell)
             for k in ks:
                 colour = cmap((k - 1) / max(len(ks) - 1, 1))
-                ax.plot(step[keep], np.clip(rel.sel(k=k).values[keep], 1e-4, None),
-                        color=colour, lw=1.2, label=f"k = {k}")
+                ax.plot(
+                    step[keep],
+                    np.clip(rel.sel(k=k).values[keep], 1e-4, None),
+                    color=colour,
+                    lw=1.2,
+                    label=f"k = {k}",
+                )
                 start = float(windows[f"window_start_{target}"].sel(k=k).values)
                 end = float(windows[f"window_end_{target}"].sel(k=k).values)
                 if np.isfinite(start) and np.isfinite(end):
@@ -740,6 +843,8 @@ def figure_path(
             ax.set_title(f"{name}: L = {depth}, η = {ref['eta']:g}, δ = {ref['delta']:g}")
             if row == 0:
                 ax.legend(loc="lower left", fontsize=6, ncols=2)
-    fig.suptitle(f"Distance to the sequential and reduced-rank solutions (dotted: tolerance "
-                 f"{tolerance:g}; shaded: steps within it)")
+    fig.suptitle(
+        f"Distance to the sequential and reduced-rank solutions (dotted: tolerance "
+        f"{tolerance:g}; shaded: steps within it)"
+    )
     return fig

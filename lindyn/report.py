@@ -204,9 +204,18 @@ def aggregate_paths(results: str | os.PathLike, dataset: str) -> dict[str, Path]
 
 
 K_VARIABLES = (
-    "dist_seq", "dist_rrr", "min_rel_dist_seq", "min_rel_dist_rrr", "argmin_step_seq",
-    "argmin_step_rrr", "window_start_seq", "window_end_seq", "window_start_rrr",
-    "window_end_rrr", "seq_norm", "rrr_norm",
+    "dist_seq",
+    "dist_rrr",
+    "min_rel_dist_seq",
+    "min_rel_dist_rrr",
+    "argmin_step_seq",
+    "argmin_step_rrr",
+    "window_start_seq",
+    "window_end_seq",
+    "window_start_rrr",
+    "window_end_rrr",
+    "seq_norm",
+    "rrr_norm",
 )
 
 
@@ -336,8 +345,9 @@ def _n_components(res: DatasetResults, depth: int) -> int:
     return n
 
 
-def _crossings(phase: xr.Dataset, depth: int, n: int, init: str = "aligned",
-               var: str = "t_measured") -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
+def _crossings(
+    phase: xr.Dataset, depth: int, n: int, init: str = "aligned", var: str = "t_measured"
+) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
     """t(0.1), t(0.5), t(0.9) of usable runs of one depth, first n components."""
     sub = phase.sel(depth=depth)
     t = sub[var].where(_ok(sub)).sel(init=init).isel(component=slice(0, n))
@@ -362,8 +372,9 @@ def _has(ds: xr.Dataset | None, **coords: Any) -> bool:
     return True
 
 
-def sequential_fraction(phase: xr.Dataset, depth: int, delta: float, n: int,
-                        var: str = "t_measured") -> tuple[float, int, float]:
+def sequential_fraction(
+    phase: xr.Dataset, depth: int, delta: float, n: int, var: str = "t_measured"
+) -> tuple[float, int, float]:
     """Fraction of consecutive pairs learned sequentially (see :data:`THRESHOLDS`).
 
     Returns the fraction with ``t_{i+1}(0.1) ≥ t_i(0.5)``, the number of pairs
@@ -378,8 +389,9 @@ def sequential_fraction(phase: xr.Dataset, depth: int, delta: float, n: int,
     return _mean(seq), _count(seq), _mean(strict)
 
 
-def relative_width(phase: xr.Dataset, depth: int, n: int, var: str = "t_measured",
-                   init: str = "aligned") -> xr.DataArray:
+def relative_width(
+    phase: xr.Dataset, depth: int, n: int, var: str = "t_measured", init: str = "aligned"
+) -> xr.DataArray:
     """``(t(0.9) − t(0.1))/t(0.5)`` of usable runs, first n components."""
     t10, t50, t90 = _crossings(phase, depth, n, init=init, var=var)
     return ((t90 - t10) / t50.where(t50 > 0)).rename("relative_width")
@@ -413,8 +425,10 @@ def target_norms(stats: xr.Dataset, k: Iterable[int]) -> xr.Dataset:
         rrr.append(np.linalg.norm(w_rrr))
         diff.append(np.linalg.norm(w_seq - w_rrr))
     coords = {"k": ks}
-    return xr.Dataset({"seq_norm": ("k", seq), "rrr_norm": ("k", rrr),
-                       "seq_rrr_distance": ("k", diff)}, coords=coords)
+    return xr.Dataset(
+        {"seq_norm": ("k", seq), "rrr_norm": ("k", rrr), "seq_rrr_distance": ("k", diff)},
+        coords=coords,
+    )
 
 
 def eps_table(results: Mapping[str, DatasetResults]) -> xr.Dataset:
@@ -457,8 +471,9 @@ class Claim:
 
     @property
     def verdict_kind(self) -> str:
-        return next((v for v in sorted(VERDICTS, key=len, reverse=True)
-                     if self.verdict.startswith(v)), "")
+        return next(
+            (v for v in sorted(VERDICTS, key=len, reverse=True) if self.verdict.startswith(v)), ""
+        )
 
 
 def _verdict(kind: str, why: str = "") -> str:
@@ -470,14 +485,27 @@ def _claim_sequential(res: DatasetResults) -> Claim:
     fig = "fig4_transitions"
     metric = "fraction of sequential pairs, L = 2"
     if not (_has(phase, depth=2) and _has(phase, init="aligned")):
-        return Claim("Sequential learning", name, math.nan, metric,
-                     "no depth-2 aligned run", _verdict("not applicable", "no depth-2 run"), fig)
+        return Claim(
+            "Sequential learning",
+            name,
+            math.nan,
+            metric,
+            "no depth-2 aligned run",
+            _verdict("not applicable", "no depth-2 run"),
+            fig,
+        )
     n = _n_components(res, 2)
     ref = _reference(phase, 2)
     if ref is None or n < 2:
-        return Claim("Sequential learning", name, math.nan, metric,
-                     f"{n} learnable component(s) or no usable run",
-                     _verdict("not applicable", "fewer than two components"), fig)
+        return Claim(
+            "Sequential learning",
+            name,
+            math.nan,
+            metric,
+            f"{n} learnable component(s) or no usable run",
+            _verdict("not applicable", "fewer than two components"),
+            fig,
+        )
     delta = ref["delta"]
     f2, n2, strict2 = sequential_fraction(phase, 2, delta, n)
     fflow, _, _ = sequential_fraction(phase, 2, delta, n, var="t_flow")
@@ -485,22 +513,25 @@ def _claim_sequential(res: DatasetResults) -> Claim:
         f1, n1, strict1 = sequential_fraction(phase, 1, delta, n)
     else:
         f1, n1, strict1 = math.nan, 0, math.nan
-    evidence = (f"δ = {delta:g}, first {n} components: L = 2 {_fmt(f2)} of {n2} pairs "
-                f"(disjoint windows {_fmt(strict2)}; the ε = 0 flow from the same init "
-                f"predicts {_fmt(fflow)}); L = 1 {_fmt(f1)} of {n1} pairs "
-                f"(disjoint {_fmt(strict1)})")
+    evidence = (
+        f"δ = {delta:g}, first {n} components: L = 2 {_fmt(f2)} of {n2} pairs "
+        f"(disjoint windows {_fmt(strict2)}; the ε = 0 flow from the same init "
+        f"predicts {_fmt(fflow)}); L = 1 {_fmt(f1)} of {n1} pairs "
+        f"(disjoint {_fmt(strict1)})"
+    )
     if not math.isfinite(f2):
         verdict = _verdict("not applicable", "no pair with both crossings")
     elif f2 >= 0.75 and (not math.isfinite(f1) or f1 <= 0.25):
         verdict = "holds"
     elif f2 - (f1 if math.isfinite(f1) else 0.0) >= 0.25:
-        verdict = _verdict("holds approximately",
-                           f"L = 2 {_fmt(f2)} against L = 1 {_fmt(f1)}")
+        verdict = _verdict("holds approximately", f"L = 2 {_fmt(f2)} against L = 1 {_fmt(f1)}")
     else:
         why = f"L = 2 {_fmt(f2)}, L = 1 {_fmt(f1)}"
         if math.isfinite(fflow) and abs(f2 - fflow) <= 0.05:
-            why += ("; the ε = 0 flow predicts the same at this δ: the s_i gaps are too "
-                    "small to separate")
+            why += (
+                "; the ε = 0 flow predicts the same at this δ: the s_i gaps are too "
+                "small to separate"
+            )
         verdict = _verdict("fails", why)
     return Claim("Sequential learning", name, f2, metric, evidence, verdict, fig)
 
@@ -518,8 +549,15 @@ def _claim_step_limit(res: DatasetResults) -> Claim:
     metric = "relative transition width at δ_max, L = 2"
     fig = "fig6_depth"
     if not (_has(phase, depth=2) and _has(phase, init="aligned")):
-        return Claim("Theorem 2 step limit", name, math.nan, metric, "no depth-2 aligned run",
-                     _verdict("not applicable", "no depth-2 run"), fig)
+        return Claim(
+            "Theorem 2 step limit",
+            name,
+            math.nan,
+            metric,
+            "no depth-2 aligned run",
+            _verdict("not applicable", "no depth-2 run"),
+            fig,
+        )
     n = _n_components(res, 2)
     widths = _per_delta(relative_width(phase, 2, n))
     deltas = sorted(d for d, w in widths.items() if math.isfinite(w))
@@ -527,12 +565,20 @@ def _claim_step_limit(res: DatasetResults) -> Claim:
     w1 = _median(relative_width(phase, 1, n)) if _has(phase, depth=1) else math.nan
     trend = ", ".join(f"δ={d:g}: {_fmt(widths[d])}" for d in deltas)
     if not deltas:
-        return Claim("Theorem 2 step limit", name, math.nan, metric,
-                     "no run crossed 0.1, 0.5 and 0.9 of a target",
-                     _verdict("not applicable", "no complete transition"), fig)
+        return Claim(
+            "Theorem 2 step limit",
+            name,
+            math.nan,
+            metric,
+            "no run crossed 0.1, 0.5 and 0.9 of a target",
+            _verdict("not applicable", "no complete transition"),
+            fig,
+        )
     last = widths[deltas[-1]]
-    evidence = (f"width {trend} (flow {_fmt(flow_w.get(deltas[-1], math.nan))} at "
-                f"δ={deltas[-1]:g}); L = 1 {_fmt(w1)}")
+    evidence = (
+        f"width {trend} (flow {_fmt(flow_w.get(deltas[-1], math.nan))} at "
+        f"δ={deltas[-1]:g}); L = 1 {_fmt(w1)}"
+    )
     if len(deltas) < 2:
         verdict = _verdict("not applicable", "one δ only")
     else:
@@ -541,10 +587,15 @@ def _claim_step_limit(res: DatasetResults) -> Claim:
         if decreasing and (not math.isfinite(w1) or last <= 0.5 * w1):
             verdict = "holds"
         elif values[-1] < values[0]:
-            verdict = _verdict("holds approximately",
-                               "width shrinks with δ but " + (
-                                   "not monotonically" if not decreasing
-                                   else f"is still {_fmt(last / w1)}× that of L = 1"))
+            verdict = _verdict(
+                "holds approximately",
+                "width shrinks with δ but "
+                + (
+                    "not monotonically"
+                    if not decreasing
+                    else f"is still {_fmt(last / w1)}× that of L = 1"
+                ),
+            )
         else:
             verdict = _verdict("fails", "width does not shrink with δ")
     return Claim("Theorem 2 step limit", name, last, metric, evidence, verdict, fig)
@@ -555,22 +606,45 @@ def _claim_location(res: DatasetResults) -> Claim:
     metric = "median |t(0.5)·η s_i/τ_2(δ) − 1| at δ_max"
     fig = "fig4_transitions"
     if not (_has(phase, depth=2) and _has(phase, init="aligned")):
-        return Claim("Transition at τ_L(δ)/(η s_i)", name, math.nan, metric,
-                     "no depth-2 aligned run", _verdict("not applicable", "no depth-2 run"), fig)
+        return Claim(
+            "Transition at τ_L(δ)/(η s_i)",
+            name,
+            math.nan,
+            metric,
+            "no depth-2 aligned run",
+            _verdict("not applicable", "no depth-2 run"),
+            fig,
+        )
     n = _n_components(res, 2)
     sub = phase.sel(depth=2, init="aligned")
-    err = np.abs(sub["rel_error_asymptotic"].where(_ok(sub))).sel(
-        fraction=0.5, method="nearest").isel(component=slice(0, n))
-    flow_err = np.abs(sub["rel_error_flow"].where(_ok(sub))).sel(
-        fraction=0.5, method="nearest").isel(component=slice(0, n))
+    err = (
+        np.abs(sub["rel_error_asymptotic"].where(_ok(sub)))
+        .sel(fraction=0.5, method="nearest")
+        .isel(component=slice(0, n))
+    )
+    flow_err = (
+        np.abs(sub["rel_error_flow"].where(_ok(sub)))
+        .sel(fraction=0.5, method="nearest")
+        .isel(component=slice(0, n))
+    )
     per = _per_delta(err)
     deltas = sorted(d for d, v in per.items() if math.isfinite(v))
     if not deltas:
-        return Claim("Transition at τ_L(δ)/(η s_i)", name, math.nan, metric,
-                     "no crossing at f = 0.5", _verdict("not applicable", "no crossing"), fig)
+        return Claim(
+            "Transition at τ_L(δ)/(η s_i)",
+            name,
+            math.nan,
+            metric,
+            "no crossing at f = 0.5",
+            _verdict("not applicable", "no crossing"),
+            fig,
+        )
     last, first = per[deltas[-1]], per[deltas[0]]
-    evidence = ("asymptotic error " + ", ".join(f"δ={d:g}: {_fmt(per[d])}" for d in deltas)
-                + f"; against the flow (discretisation) {_fmt(_median(flow_err))}")
+    evidence = (
+        "asymptotic error "
+        + ", ".join(f"δ={d:g}: {_fmt(per[d])}" for d in deltas)
+        + f"; against the flow (discretisation) {_fmt(_median(flow_err))}"
+    )
     if last <= 0.1:
         verdict = "holds"
     elif last <= 0.5 and (len(deltas) < 2 or last < first):
@@ -602,15 +676,25 @@ def _claim_theorem3(res: DatasetResults) -> Claim:
     fig = "fig5_theorem3"
     two = _aligned_two(res.bounds)
     if two is None:
-        return Claim("Theorem 3 envelopes", name, math.nan, metric, "no depth-2 aligned run",
-                     _verdict("not applicable", "no depth-2 run"), fig)
+        return Claim(
+            "Theorem 3 envelopes",
+            name,
+            math.nan,
+            metric,
+            "no depth-2 aligned run",
+            _verdict("not applicable", "no depth-2 run"),
+            fig,
+        )
     violation = two["max_violation"]
     value, runs = _max(violation), _count(violation)
-    evidence = (f"{runs} depth-2 aligned runs with ηs ≤ 1/2; worst violation {_fmt(value)} "
-                f"of ρ_i; ε_A1 = {_fmt(res.eps_a1)}")
+    evidence = (
+        f"{runs} depth-2 aligned runs with ηs ≤ 1/2; worst violation {_fmt(value)} "
+        f"of ρ_i; ε_A1 = {_fmt(res.eps_a1)}"
+    )
     if not _eps_zero(res):
-        verdict = _verdict("not applicable", f"ε_A1 = {_fmt(res.eps_a1)} > 0: outside the "
-                           "theorem's hypothesis")
+        verdict = _verdict(
+            "not applicable", f"ε_A1 = {_fmt(res.eps_a1)} > 0: outside the theorem's hypothesis"
+        )
     elif runs == 0:
         verdict = _verdict("not applicable", "no run with ηs ≤ 1/2")
     elif value <= ROUNDING:
@@ -628,14 +712,23 @@ def _claim_bracket(res: DatasetResults) -> Claim:
     fig = "fig5_theorem3"
     two = _aligned_two(res.bounds)
     if two is None:
-        return Claim("Corollary 3 bracket", name, math.nan, metric, "no depth-2 aligned run",
-                     _verdict("not applicable", "no depth-2 run"), fig)
+        return Claim(
+            "Corollary 3 bracket",
+            name,
+            math.nan,
+            metric,
+            "no depth-2 aligned run",
+            _verdict("not applicable", "no depth-2 run"),
+            fig,
+        )
     inside = two["in_bracket"]
     frac, count = _mean(inside), _count(inside)
     ratio = _median(two["bracket_ratio"])
     predicted = _median((1 + 1.5 * two["eta_s"]).where(two["bracket_ratio"].notnull()))
-    evidence = (f"{count} crossings; median t⁺/t⁻ = {_fmt(ratio)} (first order 1 + 1.5ηs: "
-                f"{_fmt(predicted)})")
+    evidence = (
+        f"{count} crossings; median t⁺/t⁻ = {_fmt(ratio)} (first order 1 + 1.5ηs: "
+        f"{_fmt(predicted)})"
+    )
     if not _eps_zero(res):
         verdict = _verdict("not applicable", f"ε_A1 = {_fmt(res.eps_a1)} > 0")
     elif count == 0:
@@ -656,8 +749,15 @@ def _claim_eigengap(res: DatasetResults) -> Claim:
     two = _aligned_two(res.bounds)
     phase2 = _aligned_two(res.phase_times)
     if two is None or phase2 is None:
-        return Claim("Step size below eigen-gaps", name, math.nan, metric,
-                     "no depth-2 aligned run", _verdict("not applicable", "no depth-2 run"), fig)
+        return Claim(
+            "Step size below eigen-gaps",
+            name,
+            math.nan,
+            metric,
+            "no depth-2 aligned run",
+            _verdict("not applicable", "no depth-2 run"),
+            fig,
+        )
     t = phase2["t_measured"]
     t90 = t.sel(fraction=0.9, method="nearest", drop=True)
     nxt10 = t.sel(fraction=0.1, method="nearest", drop=True).shift(component=-1)
@@ -670,29 +770,36 @@ def _claim_eigengap(res: DatasetResults) -> Claim:
     n_pairs = _count(two["separated"])
     measured_any = _mean(measured)
     positive_margin = _mean(two["eigengap_margin"].where(two["eigengap_margin"].notnull()) > 0)
-    evidence = (f"{n_guaranteed} of {n_pairs} (run, pair) guaranteed; of those measured "
-                f"separated {_fmt(frac_measured)}, positive margin {_fmt(frac_margin)}; "
-                f"measured separated overall {_fmt(measured_any)}; pairs×η with positive "
-                f"margin {_fmt(positive_margin)}")
+    evidence = (
+        f"{n_guaranteed} of {n_pairs} (run, pair) guaranteed; of those measured "
+        f"separated {_fmt(frac_measured)}, positive margin {_fmt(frac_margin)}; "
+        f"measured separated overall {_fmt(measured_any)}; pairs×η with positive "
+        f"margin {_fmt(positive_margin)}"
+    )
     if not _eps_zero(res):
         verdict = _verdict("not applicable", f"ε_A1 = {_fmt(res.eps_a1)} > 0")
     elif n_guaranteed == 0:
-        verdict = _verdict("not applicable", "no pair meets Corollary 3's condition on this "
-                           "grid (δ too small or gaps too narrow)")
+        verdict = _verdict(
+            "not applicable",
+            "no pair meets Corollary 3's condition on this grid (δ too small or gaps too narrow)",
+        )
     elif frac_measured >= 1.0 and frac_margin >= 1.0:
         verdict = "holds"
     elif frac_measured >= 0.95 and frac_margin >= 0.95:
-        verdict = _verdict("holds approximately",
-                           f"{_fmt(frac_measured)} separated, {_fmt(frac_margin)} with margin")
+        verdict = _verdict(
+            "holds approximately",
+            f"{_fmt(frac_measured)} separated, {_fmt(frac_margin)} with margin",
+        )
     else:
-        verdict = _verdict("fails",
-                           f"{_fmt(frac_measured)} separated, {_fmt(frac_margin)} with margin")
-    return Claim("Step size below eigen-gaps", name, frac_measured, metric, evidence, verdict,
-                 fig)
+        verdict = _verdict(
+            "fails", f"{_fmt(frac_measured)} separated, {_fmt(frac_margin)} with margin"
+        )
+    return Claim("Step size below eigen-gaps", name, frac_measured, metric, evidence, verdict, fig)
 
 
-def path_visits(res: DatasetResults, depth: int, target: str, cell: Mapping[str, Any]
-                ) -> tuple[list[int], list[int], dict[int, float]]:
+def path_visits(
+    res: DatasetResults, depth: int, target: str, cell: Mapping[str, Any]
+) -> tuple[list[int], list[int], dict[int, float]]:
     """Intermediate ranks k (1 ≤ k < K) and those visited within tolerance by one run.
 
     K is the largest rank the run at ``cell`` can reach: the number of ranks with
@@ -720,12 +827,26 @@ def _claim_path(res: DatasetResults, target: str) -> Claim:
     fig = "fig7_path"
     ref = _reference(res.path, 2)
     if ref is None:
-        return Claim(label, name, math.nan, metric, "no usable depth-2 aligned run",
-                     _verdict("not applicable", "no depth-2 run"), fig)
+        return Claim(
+            label,
+            name,
+            math.nan,
+            metric,
+            "no usable depth-2 aligned run",
+            _verdict("not applicable", "no depth-2 run"),
+            fig,
+        )
     inner, visited, values = path_visits(res, 2, target, ref)
     if not inner:
-        return Claim(label, name, math.nan, metric, "a single rank: no intermediate plateau",
-                     _verdict("not applicable", "K = 1"), fig)
+        return Claim(
+            label,
+            name,
+            math.nan,
+            metric,
+            "a single rank: no intermediate plateau",
+            _verdict("not applicable", "K = 1"),
+            fig,
+        )
     median = float(np.nanmedian([values[k] for k in inner]))
     # The same run at every δ of the grid (same η): the distances should shrink as δ grows.
     trend = {}
@@ -739,10 +860,13 @@ def _claim_path(res: DatasetResults, target: str) -> Claim:
         _, one_visited, one_values = path_visits(res, 1, target, ref)
         one_median = float(np.nanmedian([one_values[k] for k in inner]))
     missed = [k for k in inner if k not in visited]
-    evidence = (f"η = {ref['eta']:g}: L = 2 median " + ", ".join(
-        f"δ={d:g}: {_fmt(v)}" for d, v in trend.items()) + f"; within {PATH_TOLERANCE:g} at "
+    evidence = (
+        f"η = {ref['eta']:g}: L = 2 median "
+        + ", ".join(f"δ={d:g}: {_fmt(v)}" for d, v in trend.items())
+        + f"; within {PATH_TOLERANCE:g} at "
         f"k = {_ks(visited)} of {len(inner)}; L = 1 median {_fmt(one_median)}, within at "
-        f"{_ks(one_visited)}")
+        f"{_ks(one_visited)}"
+    )
     norm_ratio = math.nan
     if target == "rrr" and res.stats is not None:
         norms = target_norms(res.stats, inner)
@@ -750,23 +874,33 @@ def _claim_path(res: DatasetResults, target: str) -> Claim:
         evidence += f"; median ‖W_k^RRR‖/‖W_k^seq‖ = {_fmt(norm_ratio)}"
     disagree = _orders_disagree(res)
     values_trend = [v for v in trend.values() if math.isfinite(v)]
-    shrinking = len(values_trend) >= 2 and all(
-        b < a for a, b in itertools.pairwise(values_trend))
+    shrinking = len(values_trend) >= 2 and all(b < a for a, b in itertools.pairwise(values_trend))
     below_linear = not math.isfinite(one_median) or median <= 0.5 * one_median
     if not missed:
         verdict = "holds"
     elif target == "rrr" and set(missed) <= set(disagree):
-        verdict = _verdict("holds approximately", f"misses only k = {_ks(missed)}, where "
-                           "the s_i and s_i²/λ_i orders disagree (THEORY §8)")
+        verdict = _verdict(
+            "holds approximately",
+            f"misses only k = {_ks(missed)}, where "
+            "the s_i and s_i²/λ_i orders disagree (THEORY §8)",
+        )
     elif shrinking and below_linear:
-        verdict = _verdict("holds approximately", f"within {PATH_TOLERANCE:g} for "
-                           f"{len(visited)} of {len(inner)} ranks; distances shrink with δ")
+        verdict = _verdict(
+            "holds approximately",
+            f"within {PATH_TOLERANCE:g} for "
+            f"{len(visited)} of {len(inner)} ranks; distances shrink with δ",
+        )
     else:
-        why = "distances do not shrink with δ" if not shrinking else (
-            f"L = 2 not below half of L = 1 ({_fmt(median)} against {_fmt(one_median)})")
+        why = (
+            "distances do not shrink with δ"
+            if not shrinking
+            else (f"L = 2 not below half of L = 1 ({_fmt(median)} against {_fmt(one_median)})")
+        )
         if target == "rrr" and norm_ratio > 2:
-            why += (f"; W_k^RRR is {_fmt(norm_ratio)}× larger than W_k^seq (Σx⁺ amplifies "
-                    "low-variance inputs), out of the path's reach")
+            why += (
+                f"; W_k^RRR is {_fmt(norm_ratio)}× larger than W_k^seq (Σx⁺ amplifies "
+                "low-variance inputs), out of the path's reach"
+            )
         if target == "rrr" and disagree:
             why += f"; orders disagree at k = {_ks(disagree)}"
         verdict = _verdict("fails", why)
@@ -796,20 +930,26 @@ def _claim_eps(res: DatasetResults, centring: str = "raw") -> Claim:
     if not entry and centring == own:
         a1, iso = res.eps_a1, res.eps_iso
     if not (math.isfinite(a1) and math.isfinite(iso) and iso > 0):
-        return Claim(label, name, math.nan, metric, f"ε not recorded for {centring} inputs",
-                     _verdict("not applicable", f"no {centring} ε in the statistics store"), fig)
+        return Claim(
+            label,
+            name,
+            math.nan,
+            metric,
+            f"ε not recorded for {centring} inputs",
+            _verdict("not applicable", f"no {centring} ε in the statistics store"),
+            fig,
+        )
     ratio = a1 / iso
-    evidence = (f"ε_A1 = {_fmt(a1)}, ε_iso = {_fmt(iso)}; squared-norm ratio "
-                f"{_fmt(ratio ** 2)}" + ("; the runs use these inputs" if centring == own
-                                         else ""))
+    evidence = f"ε_A1 = {_fmt(a1)}, ε_iso = {_fmt(iso)}; squared-norm ratio {_fmt(ratio**2)}" + (
+        "; the runs use these inputs" if centring == own else ""
+    )
     synthetic = res.loader in ("commuting", "autoencoder")
     if ratio <= 0.01:
         verdict = "holds" + (" (by construction)" if synthetic and a1 <= EPS_ZERO else "")
     elif ratio <= 0.1 or ratio**2 <= 0.01:
-        verdict = _verdict("holds approximately", f"ratio {_fmt(ratio)}, squared "
-                           f"{_fmt(ratio ** 2)}")
+        verdict = _verdict("holds approximately", f"ratio {_fmt(ratio)}, squared {_fmt(ratio**2)}")
     else:
-        verdict = _verdict("fails", f"ratio {_fmt(ratio)}, squared {_fmt(ratio ** 2)}")
+        verdict = _verdict("fails", f"ratio {_fmt(ratio)}, squared {_fmt(ratio**2)}")
     return Claim(label, name, ratio, metric, evidence, verdict, fig)
 
 
@@ -828,13 +968,26 @@ def _claim_recon(res: DatasetResults) -> Claim:
     fig = "fig2_autoencoder"
     traj = res.trajectories
     if traj is None or "recon_error" not in traj:
-        return Claim("Figure 2: denoising by L = 2", name, math.nan, metric,
-                     "no clean signal", _verdict("not applicable", "no clean signal"), fig)
+        return Claim(
+            "Figure 2: denoising by L = 2",
+            name,
+            math.nan,
+            metric,
+            "no clean signal",
+            _verdict("not applicable", "no clean signal"),
+            fig,
+        )
     ref = _reference(traj, 2)
     if ref is None or not _has(traj, depth=1):
-        return Claim("Figure 2: denoising by L = 2", name, math.nan, metric,
-                     "no usable depth-1 and depth-2 pair",
-                     _verdict("not applicable", "no usable pair of runs"), fig)
+        return Claim(
+            "Figure 2: denoising by L = 2",
+            name,
+            math.nan,
+            metric,
+            "no usable depth-1 and depth-2 pair",
+            _verdict("not applicable", "no usable pair of runs"),
+            fig,
+        )
     e2, t2 = _best_recon(traj, ref)
     cell1 = {**ref, "depth": 1}
     status1 = _status(traj, cell1)
@@ -844,8 +997,10 @@ def _claim_recon(res: DatasetResults) -> Claim:
 
     oracle = pca_oracle_errors(res.stats) if res.stats is not None else None
     best_k = int(np.argmin(oracle)) if oracle is not None else -1
-    evidence = (f"η = {ref['eta']:g}, δ = {ref['delta']:g}: L = 2 {_fmt(e2)} at step "
-                f"{_fmt(t2)}, L = 1 {_fmt(e1)} at step {_fmt(t1)}")
+    evidence = (
+        f"η = {ref['eta']:g}, δ = {ref['delta']:g}: L = 2 {_fmt(e2)} at step "
+        f"{_fmt(t2)}, L = 1 {_fmt(e1)} at step {_fmt(t1)}"
+    )
     if oracle is not None:
         evidence += f"; best rank-k PCA {_fmt(oracle[best_k])} (k = {best_k})"
     if not math.isfinite(ratio):
@@ -883,9 +1038,17 @@ def claims(results: Mapping[str, DatasetResults]) -> list[Claim]:
                 rows.append(build(res))
             except Exception as err:  # one broken claim must not hide the others
                 log.exception("claim failed on %s", res.name)
-                rows.append(Claim(getattr(build, "__name__", "claim"), res.name, math.nan,
-                                  "", f"could not be computed: {err!r}",
-                                  _verdict("not applicable", "computation failed"), ""))
+                rows.append(
+                    Claim(
+                        getattr(build, "__name__", "claim"),
+                        res.name,
+                        math.nan,
+                        "",
+                        f"could not be computed: {err!r}",
+                        _verdict("not applicable", "computation failed"),
+                        "",
+                    )
+                )
     return rows
 
 
@@ -900,8 +1063,14 @@ def _tau(depth: int, delta: float) -> float:
 
 def depth_table(results: Mapping[str, DatasetResults]) -> str:
     """Rescaled half-time ``η s_i t_i(0.5)/τ_L(δ)`` (→ 1) and relative width, per depth and δ."""
-    deltas = sorted({float(d) for r in results.values() if r.phase_times is not None
-                     for d in r.phase_times["delta"].values})
+    deltas = sorted(
+        {
+            float(d)
+            for r in results.values()
+            if r.phase_times is not None
+            for d in r.phase_times["delta"].values
+        }
+    )
     rows = []
     for res in results.values():
         phase = res.phase_times
@@ -951,27 +1120,45 @@ def ordering_table(results: Mapping[str, DatasetResults]) -> str:
             shown = [k for k in disagree if k in seq_v]
             seq_d = ", ".join(f"k={k}: {_fmt(seq_v[k])}" for k in shown) or "—"
             rrr_d = ", ".join(f"k={k}: {_fmt(rrr_v[k])}" for k in shown) or "—"
-        rows.append([res.name, "centred" if res.meta.get("center") else "raw",
-                     _ks(disagree), ", ".join(map(str, order)),
-                     f"{_fmt(float(np.median(ratio)))} ({_fmt(float(ratio.max()))})",
-                     f"{_fmt(float(np.median(gap)))} ({_fmt(float(gap.max()))})",
-                     seq_d, rrr_d])
-    table = _md_table(["dataset", "centring", "k where top-k sets differ",
-                       "order by s_i²/λ_i (first 10)",
-                       "‖W_k^RRR‖/‖W_k^seq‖, k ≤ 10: median (max)",
-                       "‖W_k^seq − W_k^RRR‖/‖W_k^RRR‖: median (max)",
-                       "L = 2 min dist to W_k^seq at those k",
-                       "L = 2 min dist to W_k^RRR at those k"], rows)
+        rows.append(
+            [
+                res.name,
+                "centred" if res.meta.get("center") else "raw",
+                _ks(disagree),
+                ", ".join(map(str, order)),
+                f"{_fmt(float(np.median(ratio)))} ({_fmt(float(ratio.max()))})",
+                f"{_fmt(float(np.median(gap)))} ({_fmt(float(gap.max()))})",
+                seq_d,
+                rrr_d,
+            ]
+        )
+    table = _md_table(
+        [
+            "dataset",
+            "centring",
+            "k where top-k sets differ",
+            "order by s_i²/λ_i (first 10)",
+            "‖W_k^RRR‖/‖W_k^seq‖, k ≤ 10: median (max)",
+            "‖W_k^seq − W_k^RRR‖/‖W_k^RRR‖: median (max)",
+            "L = 2 min dist to W_k^seq at those k",
+            "L = 2 min dist to W_k^RRR at those k",
+        ],
+        rows,
+    )
     bites = [f"{row[0]} (k = {row[2].strip('{}')})" for row in rows if row[2] != "none"]
     spared = [row[0] for row in rows if row[2] == "none"]
-    summary = ("The ordering caveat bites on " + (", ".join(bites) if bites else "no dataset")
-               + "; the orders agree on " + (", ".join(spared) if spared else "no dataset")
-               + ". W_k^seq (built from the diagonal ρ_i = s_i/λ_i) is far from W_k^RRR "
-               "(relative distance > 0.5) at every k on "
-               + (", ".join(far) if far else "no dataset")
-               + ": with ε > 0 and an ill-conditioned Σx, Σx⁺ in W_k^RRR amplifies "
-               "low-variance input directions that gradient descent from a small "
-               "initialisation does not reach within the step budget.")
+    summary = (
+        "The ordering caveat bites on "
+        + (", ".join(bites) if bites else "no dataset")
+        + "; the orders agree on "
+        + (", ".join(spared) if spared else "no dataset")
+        + ". W_k^seq (built from the diagonal ρ_i = s_i/λ_i) is far from W_k^RRR "
+        "(relative distance > 0.5) at every k on "
+        + (", ".join(far) if far else "no dataset")
+        + ": with ε > 0 and an ill-conditioned Σx, Σx⁺ in W_k^RRR amplifies "
+        "low-variance input directions that gradient descent from a small "
+        "initialisation does not reach within the step budget."
+    )
     return table + "\n\n" + summary
 
 
@@ -988,8 +1175,9 @@ def init_table(results: Mapping[str, DatasetResults]) -> str:
                 continue
             n = _n_components(res, depth)
             _, t50a, _ = _crossings(phase.sel(delta=[ref["delta"]], eta=[ref["eta"]]), depth, n)
-            _, t50r, _ = _crossings(phase.sel(delta=[ref["delta"]], eta=[ref["eta"]]), depth, n,
-                                    init="random")
+            _, t50r, _ = _crossings(
+                phase.sel(delta=[ref["delta"]], eta=[ref["eta"]]), depth, n, init="random"
+            )
             if "seed" in t50a.dims:
                 t50a = t50a.sel(seed=ref["seed"], drop=True)
             ratio = _median(t50r / t50a)
@@ -1000,25 +1188,45 @@ def init_table(results: Mapping[str, DatasetResults]) -> str:
                 seq_r, _, _ = sequential_fraction(sub, depth, ref["delta"], n)
             inner, vis_a, _ = path_visits(res, depth, "seq", ref)
             seeds = [c for c in _ok_seeds(path, depth, ref)]
-            vis_r = [len(path_visits(res, depth, "seq", {**ref, "init": "random", "seed": s})[1])
-                     for s in seeds]
-            rows.append([res.name, f"L = {depth}", f"η = {ref['eta']:g}, δ = {ref['delta']:g}",
-                         _fmt(ratio), f"{_fmt(seq_a)} / {_fmt(seq_r)}",
-                         f"{len(vis_a)} / {_fmt(float(np.median(vis_r)) if vis_r else math.nan)}"
-                         f" of {len(inner)}"])
+            vis_r = [
+                len(path_visits(res, depth, "seq", {**ref, "init": "random", "seed": s})[1])
+                for s in seeds
+            ]
+            rows.append(
+                [
+                    res.name,
+                    f"L = {depth}",
+                    f"η = {ref['eta']:g}, δ = {ref['delta']:g}",
+                    _fmt(ratio),
+                    f"{_fmt(seq_a)} / {_fmt(seq_r)}",
+                    f"{len(vis_a)} / {_fmt(float(np.median(vis_r)) if vis_r else math.nan)}"
+                    f" of {len(inner)}",
+                ]
+            )
     if not rows:
         return "_No random-init runs._"
-    return _md_table(["dataset", "depth", "cell", "median t_i(0.5) random / aligned",
-                      "sequential pairs aligned / random", "W_k^seq plateaus visited "
-                      "aligned / random (median over seeds)"], rows)
+    return _md_table(
+        [
+            "dataset",
+            "depth",
+            "cell",
+            "median t_i(0.5) random / aligned",
+            "sequential pairs aligned / random",
+            "W_k^seq plateaus visited aligned / random (median over seeds)",
+        ],
+        rows,
+    )
 
 
 def _ok_seeds(ds: xr.Dataset, depth: int, ref: Mapping[str, Any]) -> list[int]:
     status = ds["status"].sel(depth=depth, init="random", eta=ref["eta"], delta=ref["delta"])
     if "width" in status.dims:
         status = status.sel(width=ref["width"])
-    return [int(s) for s, st in zip(status["seed"].values, status.values, strict=True)
-            if str(st) in OK_STATUSES]
+    return [
+        int(s)
+        for s, st in zip(status["seed"].values, status.values, strict=True)
+        if str(st) in OK_STATUSES
+    ]
 
 
 def epsilon_zero_deviation(res: DatasetResults, depth: int) -> xr.DataArray | None:
@@ -1061,8 +1269,14 @@ def xr_like(template: xr.DataArray, values: np.ndarray, dims: Sequence[str]) -> 
 def departure_table(results: Mapping[str, DatasetResults]) -> str:
     """How far each dataset departs from the ε = 0 predictions (aligned init)."""
     rows = []
-    depths = sorted({int(d) for r in results.values() if r.trajectories is not None
-                     for d in r.trajectories["depth"].values})
+    depths = sorted(
+        {
+            int(d)
+            for r in results.values()
+            if r.trajectories is not None
+            for d in r.trajectories["depth"].values
+        }
+    )
     for res in results.values():
         phase, bounds = res.phase_times, res.bounds
         if phase is None or res.trajectories is None or res.stats is None:
@@ -1070,23 +1284,33 @@ def departure_table(results: Mapping[str, DatasetResults]) -> str:
         cells = []
         for depth in depths:
             dev = epsilon_zero_deviation(res, depth)
-            cells.append(f"{_fmt(_median(dev))} / {_fmt(_max(dev))}" if dev is not None
-                         else "—")
+            cells.append(f"{_fmt(_median(dev))} / {_fmt(_max(dev))}" if dev is not None else "—")
         flow_err = math.nan
         if _has(phase, depth=2) and _has(phase, init="aligned"):
             n = _n_components(res, 2)
             sub = phase.sel(depth=2, init="aligned")
-            flow_err = _median(np.abs(sub["rel_error_flow"].where(_ok(sub))).sel(
-                fraction=0.5, method="nearest").isel(component=slice(0, n)))
+            flow_err = _median(
+                np.abs(sub["rel_error_flow"].where(_ok(sub)))
+                .sel(fraction=0.5, method="nearest")
+                .isel(component=slice(0, n))
+            )
         two = _aligned_two(bounds)
         violation = _max(two["max_violation"]) if two is not None else math.nan
         inside = _mean(two["in_bracket"]) if two is not None else math.nan
-        rows.append([res.name, _fmt(res.eps_a1), *cells, _fmt(flow_err), _fmt(violation),
-                     _fmt(inside)])
-    return _md_table(["dataset", "ε_A1", *[f"L = {d}: max_t |u_i − u_i^(ε=0)|/ρ_i, "
-                                           "median / max" for d in depths],
-                      "L = 2: median |t(0.5)/t_flow − 1|", "L = 2: max Thm 3 violation / ρ_i",
-                      "L = 2: crossings in Cor. 3 bracket"], rows)
+        rows.append(
+            [res.name, _fmt(res.eps_a1), *cells, _fmt(flow_err), _fmt(violation), _fmt(inside)]
+        )
+    return _md_table(
+        [
+            "dataset",
+            "ε_A1",
+            *[f"L = {d}: max_t |u_i − u_i^(ε=0)|/ρ_i, median / max" for d in depths],
+            "L = 2: median |t(0.5)/t_flow − 1|",
+            "L = 2: max Thm 3 violation / ρ_i",
+            "L = 2: crossings in Cor. 3 bracket",
+        ],
+        rows,
+    )
 
 
 def early_stopping_table(results: Mapping[str, DatasetResults]) -> str:
@@ -1112,22 +1336,42 @@ def early_stopping_table(results: Mapping[str, DatasetResults]) -> str:
                 i = int(np.nanargmin(column.values))
                 cell = dict(zip(flat.indexes["cell"].names, flat.indexes["cell"][j], strict=True))
                 last = column.values[np.isfinite(column.values)][-1]
-                rows.append([res.name, f"L = {depth}", init, _fmt(float(column.values[i])),
-                             f"η = {cell['eta']:g}, δ = {cell['delta']:g}, step "
-                             f"{int(column['step'].values[i])}", _fmt(float(last)),
-                             _fmt(float(oracle.min())) + f" (k = {int(np.argmin(oracle))})"
-                             if oracle is not None else "n/a"])
+                rows.append(
+                    [
+                        res.name,
+                        f"L = {depth}",
+                        init,
+                        _fmt(float(column.values[i])),
+                        f"η = {cell['eta']:g}, δ = {cell['delta']:g}, step "
+                        f"{int(column['step'].values[i])}",
+                        _fmt(float(last)),
+                        _fmt(float(oracle.min())) + f" (k = {int(np.argmin(oracle))})"
+                        if oracle is not None
+                        else "n/a",
+                    ]
+                )
     if not rows:
         return "_No dataset with a clean signal._"
-    return _md_table(["dataset", "depth", "init", "best clean-signal error", "where",
-                      "error at the end of that run", "best rank-k PCA"], rows)
+    return _md_table(
+        [
+            "dataset",
+            "depth",
+            "init",
+            "best clean-signal error",
+            "where",
+            "error at the end of that run",
+            "best rank-k PCA",
+        ],
+        rows,
+    )
 
 
 # ------------------------------------------------------------------ runs and provenance
 
 
-def run_inventory(results: Mapping[str, DatasetResults],
-                  config: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def run_inventory(
+    results: Mapping[str, DatasetResults], config: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """Every expected run with its status, stop step, final loss and run time.
 
     Expected runs are the config's grid cells when ``config`` is given; otherwise
@@ -1144,8 +1388,9 @@ def run_inventory(results: Mapping[str, DatasetResults],
             frame = traj[[c for c in columns if c in traj]].to_dataframe().reset_index()
             frame["status"] = frame["status"].astype(str)
         else:
-            frame = pd.DataFrame(columns=["depth", "width", "eta", "delta", "init", "seed",
-                                          *columns])
+            frame = pd.DataFrame(
+                columns=["depth", "width", "eta", "delta", "init", "seed", *columns]
+            )
         expected = _expected_cells(res, config, frame)
         if expected is not None:
             keys = ["depth", "width", "eta", "delta", "init", "seed"]
@@ -1158,8 +1403,9 @@ def run_inventory(results: Mapping[str, DatasetResults],
     return pd.concat(frames, ignore_index=True)
 
 
-def _expected_cells(res: DatasetResults, config: Mapping[str, Any] | None,
-                    frame: pd.DataFrame) -> pd.DataFrame | None:
+def _expected_cells(
+    res: DatasetResults, config: Mapping[str, Any] | None, frame: pd.DataFrame
+) -> pd.DataFrame | None:
     import pandas as pd
 
     if config is not None and res.name in config.get("datasets", {}):
@@ -1168,11 +1414,16 @@ def _expected_cells(res: DatasetResults, config: Mapping[str, Any] | None,
         cells = pd.DataFrame(grid_cells(config, res.name))
         if cells.empty:
             return None
-        return pd.DataFrame({
-            "depth": cells["depth"].astype(int), "width": cells["width"].astype(int),
-            "eta": cells["eta"].astype(float), "delta": cells["delta"].astype(float),
-            "init": cells["init"].astype(str), "seed": cells["seed"].astype(int),
-        })
+        return pd.DataFrame(
+            {
+                "depth": cells["depth"].astype(int),
+                "width": cells["width"].astype(int),
+                "eta": cells["eta"].astype(float),
+                "delta": cells["delta"].astype(float),
+                "init": cells["init"].astype(str),
+                "seed": cells["seed"].astype(int),
+            }
+        )
     if frame.empty:
         return None
     # Without the config: the aligned init is deterministic, only its first seed is a run.
@@ -1185,8 +1436,19 @@ def _package_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for package in ("lindyn", "numpy", "scipy", "xarray", "zarr", "dask", "distributed",
-                    "pandas", "matplotlib", "scikit-learn", "snakemake"):
+    for package in (
+        "lindyn",
+        "numpy",
+        "scipy",
+        "xarray",
+        "zarr",
+        "dask",
+        "distributed",
+        "pandas",
+        "matplotlib",
+        "scikit-learn",
+        "snakemake",
+    ):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -1194,25 +1456,33 @@ def _package_versions() -> dict[str, str]:
     return out
 
 
-def _provenance_section(results: Mapping[str, DatasetResults], inventory: pd.DataFrame,
-                        config: Mapping[str, Any] | None) -> list[str]:
+def _provenance_section(
+    results: Mapping[str, DatasetResults], inventory: pd.DataFrame, config: Mapping[str, Any] | None
+) -> list[str]:
     from lindyn.provenance import provenance
 
     prov = provenance()
     lines = ["## Provenance", ""]
-    lines.append(f"- report written {prov['created']} by lindyn {prov['lindyn_version']}, "
-                 f"git commit `{prov['git_commit']}`, Python {platform.python_version()} on "
-                 f"{platform.platform()}")
+    lines.append(
+        f"- report written {prov['created']} by lindyn {prov['lindyn_version']}, "
+        f"git commit `{prov['git_commit']}`, Python {platform.python_version()} on "
+        f"{platform.platform()}"
+    )
     commits = set()
     for res in results.values():
         for ds in (res.stats, res.trajectories):
             if ds is not None and "git_commit" in ds.attrs:
                 commits.add(str(ds.attrs["git_commit"]))
         if res.trajectories is not None and "git_commit" in res.trajectories:
-            commits |= {str(c) for c in np.unique(res.trajectories["git_commit"].values)
-                        if str(c) not in ("", "nan")}
-    lines.append("- commits recorded in the stores: "
-                 + (", ".join(f"`{c}`" for c in sorted(commits)) or "none"))
+            commits |= {
+                str(c)
+                for c in np.unique(res.trajectories["git_commit"].values)
+                if str(c) not in ("", "nan")
+            }
+    lines.append(
+        "- commits recorded in the stores: "
+        + (", ".join(f"`{c}`" for c in sorted(commits)) or "none")
+    )
     lines.append("- packages: " + ", ".join(f"{k} {v}" for k, v in _package_versions().items()))
     lines.append("")
     if not inventory.empty:
@@ -1221,22 +1491,51 @@ def _provenance_section(results: Mapping[str, DatasetResults], inventory: pd.Dat
         for name, group in inventory.groupby("dataset", sort=False):
             counts = group["status"].value_counts()
             elapsed = group["elapsed_seconds"].astype(float)
-            rows.append([name, len(group), *(int(counts.get(s, 0)) for s in
-                                              ("converged", "max_steps", "diverged", "missing")),
-                         _fmt(elapsed.sum()), _fmt(elapsed.median()), _fmt(elapsed.max())])
-        lines.append(_md_table(["dataset", "runs", "converged", "hit max_steps", "diverged",
-                                "missing", "run time total (s)", "median (s)", "max (s)"],
-                               rows))
+            rows.append(
+                [
+                    name,
+                    len(group),
+                    *(
+                        int(counts.get(s, 0))
+                        for s in ("converged", "max_steps", "diverged", "missing")
+                    ),
+                    _fmt(elapsed.sum()),
+                    _fmt(elapsed.median()),
+                    _fmt(elapsed.max()),
+                ]
+            )
+        lines.append(
+            _md_table(
+                [
+                    "dataset",
+                    "runs",
+                    "converged",
+                    "hit max_steps",
+                    "diverged",
+                    "missing",
+                    "run time total (s)",
+                    "median (s)",
+                    "max (s)",
+                ],
+                rows,
+            )
+        )
         lines.append("")
-        lines.append("Run time is each run's share of its batch's wall time "
-                     "(`elapsed_seconds`).")
+        lines.append("Run time is each run's share of its batch's wall time (`elapsed_seconds`).")
         lines.append("")
     if config is not None:
         import yaml
 
-        lines += ["### Configuration", "", "```yaml",
-                  yaml.safe_dump(json.loads(json.dumps(dict(config), default=str)),
-                                 sort_keys=False).rstrip(), "```", ""]
+        lines += [
+            "### Configuration",
+            "",
+            "```yaml",
+            yaml.safe_dump(
+                json.loads(json.dumps(dict(config), default=str)), sort_keys=False
+            ).rstrip(),
+            "```",
+            "",
+        ]
     return lines
 
 
@@ -1258,15 +1557,26 @@ def _runs_section(inventory: pd.DataFrame, problems: Sequence[str], limit: int =
         lines.append(_md_table([*keys, "stop step", "final loss"][: len(rows[0])], rows))
         lines.append("")
     if len(budget):
-        counts = (budget.groupby(["dataset", "depth", "init"], sort=False).size()
-                  .rename("runs").reset_index())
-        total = (inventory.groupby(["dataset", "depth", "init"], sort=False).size()
-                 .rename("of").reset_index())
+        counts = (
+            budget.groupby(["dataset", "depth", "init"], sort=False)
+            .size()
+            .rename("runs")
+            .reset_index()
+        )
+        total = (
+            inventory.groupby(["dataset", "depth", "init"], sort=False)
+            .size()
+            .rename("of")
+            .reset_index()
+        )
         counts = counts.merge(total, on=["dataset", "depth", "init"])
         lines.append("Runs at the step budget, by dataset, depth and initialisation:")
         lines.append("")
-        lines.append(_md_table(["dataset", "depth", "init", "runs at max_steps", "of"],
-                               counts.values.tolist()))
+        lines.append(
+            _md_table(
+                ["dataset", "depth", "init", "runs at max_steps", "of"], counts.values.tolist()
+            )
+        )
         lines.append("")
         if len(budget) <= limit:
             lines.append(_md_table(keys, budget[keys].values.tolist()))
@@ -1345,20 +1655,30 @@ def build_report(
     n_runs = len(inventory)
     if n_runs:
         counts = inventory["status"].value_counts().to_dict()
-        lines.append(f"{len(results)} dataset(s), {n_runs} runs: " + ", ".join(
-            f"{v} {k}" for k, v in sorted(counts.items())) + ".")
+        lines.append(
+            f"{len(results)} dataset(s), {n_runs} runs: "
+            + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+            + "."
+        )
         lines.append("")
-    lines += ["Conventions: δ is the per-layer initialisation scale (each layer starts at "
-              "e^{−δ}, the product at e^{−Lδ}; THEORY §10), so transitions sit at "
-              "t/τ_L(δ) = 1/s_i (the paper's per-product δ puts them at 1/(2s_i)). ε are "
-              "ratios of Frobenius norms, not squared. Usable runs: status `converged` or "
-              "`max_steps`.", ""]
+    lines += [
+        "Conventions: δ is the per-layer initialisation scale (each layer starts at "
+        "e^{−δ}, the product at e^{−Lδ}; THEORY §10), so transitions sit at "
+        "t/τ_L(δ) = 1/s_i (the paper's per-product δ puts them at 1/(2s_i)). ε are "
+        "ratios of Frobenius norms, not squared. Usable runs: status `converged` or "
+        "`max_steps`.",
+        "",
+    ]
     lines += ["## Claims of the paper", ""]
-    lines.append(_md_table(
-        ["claim", "dataset", "measured", "number", "evidence", "verdict", "figure"],
-        [[c.claim, c.dataset, c.metric, _fmt(c.value), c.evidence, c.verdict, link(c.figure)]
-         for c in rows],
-    ))
+    lines.append(
+        _md_table(
+            ["claim", "dataset", "measured", "number", "evidence", "verdict", "figure"],
+            [
+                [c.claim, c.dataset, c.metric, _fmt(c.value), c.evidence, c.verdict, link(c.figure)]
+                for c in rows
+            ],
+        )
+    )
     lines.append("")
     summary: dict[str, int] = {}
     for c in rows:
@@ -1370,9 +1690,13 @@ def build_report(
     lines.append("")
 
     eps = eps_table(results)
-    lines += ["## Table 1: Assumption 1 against isotropy", "",
-              "Normalised violations (THEORY §3; Frobenius norms, not squared; squared ratios "
-              "in brackets).", ""]
+    lines += [
+        "## Table 1: Assumption 1 against isotropy",
+        "",
+        "Normalised violations (THEORY §3; Frobenius norms, not squared; squared ratios "
+        "in brackets).",
+        "",
+    ]
     eps_rows = []
     for name in eps["dataset"].values:
         row = [str(name)]
@@ -1380,10 +1704,22 @@ def build_report(
             a1 = float(eps["eps_a1"].sel(dataset=name, centring=centring))
             iso = float(eps["eps_iso"].sel(dataset=name, centring=centring))
             ratio = a1 / iso if iso else math.nan
-            row += [_fmt(a1), _fmt(iso), f"{_fmt(ratio)} ({_fmt(ratio ** 2)})"]
+            row += [_fmt(a1), _fmt(iso), f"{_fmt(ratio)} ({_fmt(ratio**2)})"]
         eps_rows.append(row)
-    lines.append(_md_table(["dataset", "ε_A1 raw", "ε_iso raw", "ratio raw", "ε_A1 centred",
-                            "ε_iso centred", "ratio centred"], eps_rows))
+    lines.append(
+        _md_table(
+            [
+                "dataset",
+                "ε_A1 raw",
+                "ε_iso raw",
+                "ratio raw",
+                "ε_A1 centred",
+                "ε_iso centred",
+                "ratio centred",
+            ],
+            eps_rows,
+        )
+    )
     lines += ["", f"Figure: {link('fig3_eps')}", ""]
 
     lines += ["## Figures", ""]
@@ -1392,31 +1728,46 @@ def build_report(
         lines += [f"### {title}", "", f"![{title}]({rel})", ""]
 
     lines += [
-        "## Beyond the paper", "",
-        "### Depth ≥ 3: the τ_L(δ) rescaling", "",
+        "## Beyond the paper",
+        "",
+        "### Depth ≥ 3: the τ_L(δ) rescaling",
+        "",
         "Median over η and the first min(r, m) components of η s_i t_i(0.5)/τ_L(δ) (tends to "
         "1 as δ grows, THEORY §6) / relative width (t(0.9) − t(0.1))/t(0.5) (tends to 0), "
         "aligned init; in brackets, crossings reached within the step budget out of those "
-        f"attempted. Figure: {link('fig6_depth')}.", "",
-        _safe(depth_table, results), "",
-        "### The ordering caveat: s_i against s_i²/λ_i", "",
+        f"attempted. Figure: {link('fig6_depth')}.",
+        "",
+        _safe(depth_table, results),
+        "",
+        "### The ordering caveat: s_i against s_i²/λ_i",
+        "",
         "Gradient dynamics learns components by decreasing s_i, rank-k RRR keeps the largest "
         "s_i²/λ_i (THEORY §8). Where the top-k sets differ, W_k^seq ≠ W_k^RRR and the path "
-        "can only visit the first.", "",
-        _safe(ordering_table, results), "",
-        "### Random against aligned initialisation", "",
+        "can only visit the first.",
+        "",
+        _safe(ordering_table, results),
+        "",
+        "### Random against aligned initialisation",
+        "",
         "At each depth's reference cell (largest δ, smallest η); random inits have the same "
-        "per-layer scale e^{−δ}.", "",
-        _safe(init_table, results), "",
-        "### Real data (ε > 0) against the ε = 0 predictions", "",
+        "per-layer scale e^{−δ}.",
+        "",
+        _safe(init_table, results),
+        "",
+        "### Real data (ε > 0) against the ε = 0 predictions",
+        "",
         "Aligned init, usable runs. u_i^(ε=0) is the exact decoupled gradient descent of "
         "THEORY §4 with the dataset's s_i, λ_i and the run's η, δ: what the run would do if "
         "Assumption 1 held exactly (rounding level on exactly commuting data). With ε > 0 "
         "the components couple, u_i tends to the least-squares coordinates rather than "
-        "ρ_i, and Theorem 3's envelopes are outside their hypotheses.", "",
-        _safe(departure_table, results), "",
-        "### Early stopping: the best clean-signal error on each path", "",
-        _safe(early_stopping_table, results), "",
+        "ρ_i, and Theorem 3's envelopes are outside their hypotheses.",
+        "",
+        _safe(departure_table, results),
+        "",
+        "### Early stopping: the best clean-signal error on each path",
+        "",
+        _safe(early_stopping_table, results),
+        "",
     ]
     lines += _runs_section(inventory, problems)
     lines += _provenance_section(results, inventory, config)
@@ -1465,15 +1816,17 @@ def figure_inputs(
     names = figure_datasets(figure, datasets)
     paths = [f"{results}/datasets/{name}.zarr" for name in names]
     if aggregates:
-        paths += [f"{results}/aggregate/{name}/{store}.zarr" for name in names
-                  for store in AGGREGATES]
+        paths += [
+            f"{results}/aggregate/{name}/{store}.zarr" for name in names for store in AGGREGATES
+        ]
     return paths
 
 
 def report_targets(results: str = "results") -> list[str]:
     """Every figure (PNG and PDF) and the report, as workflow paths."""
-    return [f"{results}/figures/{figure}.{fmt}" for figure in FIGURES
-            for fmt in ("png", "pdf")] + [f"{results}/report.md"]
+    return [f"{results}/figures/{figure}.{fmt}" for figure in FIGURES for fmt in ("png", "pdf")] + [
+        f"{results}/report.md"
+    ]
 
 
 def make_figure(
@@ -1511,26 +1864,39 @@ def make_figure(
         fig = plots.figure_flow({n: r.stats for n, r in results.items() if r.stats is not None})
     elif figure == "fig2_autoencoder":
         fig = plots.figure_autoencoder(
-            first.trajectories if first else None, first.stats if first else None,
-            name=first.name if first else "autoencoder")
+            first.trajectories if first else None,
+            first.stats if first else None,
+            name=first.name if first else "autoencoder",
+        )
     elif figure == "fig3_eps":
         fig = plots.figure_eps(eps_table(results))
     elif figure == "fig4_transitions":
         fig = plots.figure_transitions(
-            {n: r.phase_times for n, r in results.items() if r.phase_times is not None})
+            {n: r.phase_times for n, r in results.items() if r.phase_times is not None}
+        )
     elif figure == "fig5_theorem3":
         fig = plots.figure_theorem3(
-            first.trajectories if first else None, first.bounds if first else None,
-            first.stats if first else None, name=first.name if first else "commuting")
+            first.trajectories if first else None,
+            first.bounds if first else None,
+            first.stats if first else None,
+            name=first.name if first else "commuting",
+        )
     elif figure == "fig6_depth":
-        fig = plots.figure_depth(first.stats if first else None,
-                                 first.trajectories if first else None,
-                                 name=first.name if first else "commuting")
+        fig = plots.figure_depth(
+            first.stats if first else None,
+            first.trajectories if first else None,
+            name=first.name if first else "commuting",
+        )
     else:  # fig7_path
-        usable = {n: r for n, r in results.items()
-                  if r.trajectories is not None and r.path is not None and r.stats is not None}
-        norms = {n: target_norms(r.stats, r.trajectories["k"].values)
-                 for n, r in usable.items()}
-        fig = plots.figure_path({n: r.trajectories for n, r in usable.items()},
-                                {n: r.path for n, r in usable.items()}, norms)
+        usable = {
+            n: r
+            for n, r in results.items()
+            if r.trajectories is not None and r.path is not None and r.stats is not None
+        }
+        norms = {n: target_norms(r.stats, r.trajectories["k"].values) for n, r in usable.items()}
+        fig = plots.figure_path(
+            {n: r.trajectories for n, r in usable.items()},
+            {n: r.path for n, r in usable.items()},
+            norms,
+        )
     return plots.save_figure(fig, outputs)

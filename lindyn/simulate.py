@@ -13,11 +13,10 @@ the per-step trajectory, each run keeps
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import time
 
 import numpy as np
 

@@ -28,10 +28,32 @@ def test_every_subcommand_has_help(command):
 def test_dataset_then_simulate(tmp_path):
     stats = tmp_path / "stats.zarr"
     run = tmp_path / "run.zarr"
-    assert main(["dataset", "commuting", "-o", "d=6", "-o", "p=3", "-o", "n=40",
-                 "--out", str(stats)]) == 0
-    assert main(["simulate", "--stats", str(stats), "--depth", "2", "--eta", "0.1",
-                 "--delta", "2", "--width", "3", "--max-steps", "300", "--out", str(run)]) == 0
+    assert (
+        main(["dataset", "commuting", "-o", "d=6", "-o", "p=3", "-o", "n=40", "--out", str(stats)])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "simulate",
+                "--stats",
+                str(stats),
+                "--depth",
+                "2",
+                "--eta",
+                "0.1",
+                "--delta",
+                "2",
+                "--width",
+                "3",
+                "--max-steps",
+                "300",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     ds = xr.open_zarr(run)
     assert ds.attrs["depth"] == 2 and ds.attrs["eta"] == 0.1 and ds.attrs["init"] == "aligned"
     assert ds["u"].dims == ("step", "component")
@@ -56,8 +78,10 @@ def test_dataset_then_simulate(tmp_path):
 )
 def test_bad_simulation_arguments_name_the_argument(tmp_path, args, named):
     stats = tmp_path / "stats.zarr"
-    assert main(["dataset", "commuting", "-o", "d=4", "-o", "p=2", "-o", "n=20",
-                 "--out", str(stats)]) == 0
+    assert (
+        main(["dataset", "commuting", "-o", "d=4", "-o", "p=2", "-o", "n=20", "--out", str(stats)])
+        == 0
+    )
     base = {"--depth": "2", "--eta": "0.1", "--delta": "1", "--width": "2"}
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value
@@ -71,6 +95,17 @@ def test_bad_simulation_arguments_name_the_argument(tmp_path, args, named):
 def test_unknown_dataset_and_missing_store_are_clear(tmp_path):
     proc = _lindyn("dataset", "nope", "--out", str(tmp_path / "x.zarr"))
     assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _lindyn("simulate", "--stats", str(tmp_path / "missing.zarr"), "--depth", "2",
-                   "--eta", "0.1", "--delta", "1", "--out", str(tmp_path / "r.zarr"))
+    proc = _lindyn(
+        "simulate",
+        "--stats",
+        str(tmp_path / "missing.zarr"),
+        "--depth",
+        "2",
+        "--eta",
+        "0.1",
+        "--delta",
+        "1",
+        "--out",
+        str(tmp_path / "r.zarr"),
+    )
     assert proc.returncode == 2 and "missing.zarr" in proc.stderr

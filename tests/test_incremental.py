@@ -99,8 +99,7 @@ def test_open_results_and_query_match_run_stores(tiny_pipeline):
     assert set(tree.children) == set(TINY_CONFIG["datasets"])
     phase = tree["commuting/phase_times"].ds
     run = read_run(
-        tiny_pipeline
-        / "results/runs/commuting/depth2/width3/random/seed0/eta0.2_delta3.0.zarr",
+        tiny_pipeline / "results/runs/commuting/depth2/width3/random/seed0/eta0.2_delta3.0.zarr",
         load=True,
     )
     sel = dict(depth=2, width=3, init="random", seed=0, eta=0.2, delta=3.0)
@@ -110,8 +109,14 @@ def test_open_results_and_query_match_run_stores(tiny_pipeline):
     frame = query.query_table(
         tiny_pipeline / "results",
         "phase",
-        {"dataset": ["commuting"], "depth": ["2"], "init": ["random"], "eta": ["0.2"],
-         "delta": ["3.0"], "fraction": ["0.5"]},
+        {
+            "dataset": ["commuting"],
+            "depth": ["2"],
+            "init": ["random"],
+            "eta": ["0.2"],
+            "delta": ["3.0"],
+            "fraction": ["0.5"],
+        },
     )
     assert len(frame) == run.sizes["component"]
     np.testing.assert_array_equal(
@@ -119,11 +124,32 @@ def test_open_results_and_query_match_run_stores(tiny_pipeline):
         run["crossing_step"].sel(fraction=0.5).values,
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "lindyn", "query", "phase", "--results",
-         str(tiny_pipeline / "results"), "-w", "dataset=commuting", "-w", "depth=2",
-         "-w", "init=random", "-w", "eta=0.2", "-w", "delta=3.0", "-w", "fraction=0.5",
-         "--format", "csv"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "lindyn",
+            "query",
+            "phase",
+            "--results",
+            str(tiny_pipeline / "results"),
+            "-w",
+            "dataset=commuting",
+            "-w",
+            "depth=2",
+            "-w",
+            "init=random",
+            "-w",
+            "eta=0.2",
+            "-w",
+            "delta=3.0",
+            "-w",
+            "fraction=0.5",
+            "--format",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("dataset,depth")

@@ -43,8 +43,10 @@ def claims_rows(text: str) -> list[dict[str, str]]:
     """The claims table of a report as dicts (unescaping '\\|')."""
     section = text.split("## Claims of the paper", 1)[1].split("\n\n", 2)[1]
     lines = [line for line in section.splitlines() if line.startswith("|")]
-    split = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-             for line in lines]
+    split = [
+        [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        for line in lines
+    ]
     header, rows = split[0], split[2:]
     return [dict(zip(header, row, strict=True)) for row in rows]
 
@@ -62,8 +64,9 @@ def test_fmt_and_table_never_choke_on_nan():
 
 
 def test_tidy_drops_a_spurious_k_dimension():
-    status = xr.DataArray([["converged"] * 3], dims=("depth", "k"),
-                          coords={"depth": [2], "k": [1, 2, 3]})
+    status = xr.DataArray(
+        [["converged"] * 3], dims=("depth", "k"), coords={"depth": [2], "k": [1, 2, 3]}
+    )
     dist = xr.DataArray([[0.5, 0.2, 0.1]], dims=("depth", "k"), coords=status.coords)
     ds = report.tidy(xr.Dataset({"status": status, "dist_seq": dist}))
     assert ds["status"].dims == ("depth",)
@@ -71,12 +74,23 @@ def test_tidy_drops_a_spurious_k_dimension():
 
 
 def _stats(eps_a1: float, eps_iso: float, loader: str = "digits") -> xr.Dataset:
-    meta = {"loader": loader, "center": False,
-            "eps_by_centring": {"raw": {"eps_a1": eps_a1, "eps_iso": eps_iso},
-                                "centred": {"eps_a1": 0.3, "eps_iso": 0.9}}}
-    return xr.Dataset({"eps_a1": eps_a1, "eps_iso": eps_iso, "s": ("component", [1.0, 0.5]),
-                       "lam": ("component", [1.0, 0.4])},
-                      attrs={"dataset_meta": json.dumps(meta)})
+    meta = {
+        "loader": loader,
+        "center": False,
+        "eps_by_centring": {
+            "raw": {"eps_a1": eps_a1, "eps_iso": eps_iso},
+            "centred": {"eps_a1": 0.3, "eps_iso": 0.9},
+        },
+    }
+    return xr.Dataset(
+        {
+            "eps_a1": eps_a1,
+            "eps_iso": eps_iso,
+            "s": ("component", [1.0, 0.5]),
+            "lam": ("component", [1.0, 0.4]),
+        },
+        attrs={"dataset_meta": json.dumps(meta)},
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,8 +108,10 @@ def test_table1_verdict_follows_the_documented_thresholds(eps_a1, verdict):
 
 
 def test_eps_table_and_its_figure(tmp_path):
-    results = {"a": report.DatasetResults("a", _stats(0.03, 0.98)),
-               "b": report.DatasetResults("b", _stats(1e-16, 0.5, "commuting"))}
+    results = {
+        "a": report.DatasetResults("a", _stats(0.03, 0.98)),
+        "b": report.DatasetResults("b", _stats(1e-16, 0.5, "commuting")),
+    }
     eps = report.eps_table(results)
     assert eps["eps_a1"].sel(dataset="a", centring="raw") == pytest.approx(0.03)
     assert eps["eps_iso"].sel(dataset="b", centring="centred") == pytest.approx(0.9)
@@ -107,22 +123,30 @@ def test_eps_table_and_its_figure(tmp_path):
 
 def test_flow_figure_from_a_spectrum(tmp_path):
     stats = _stats(0.0, 0.5, "autoencoder")
-    out = plots.save_figure(plots.figure_flow({"toy": stats}, depths=(1, 2)),
-                            [tmp_path / "f.png", tmp_path / "f.pdf"])
+    out = plots.save_figure(
+        plots.figure_flow({"toy": stats}, depths=(1, 2)), [tmp_path / "f.png", tmp_path / "f.pdf"]
+    )
     assert out[1].read_bytes()[:4] == b"%PDF"
     assert png_size(out[0])[0] == round(plots.FIGURE_SIZES["flow"][0] * plots.DPI)
 
 
 def test_figures_without_data_say_so_instead_of_failing(tmp_path):
-    for fig in (plots.figure_autoencoder(None), plots.figure_theorem3(None, None, None),
-                plots.figure_depth(None), plots.figure_path({}, {}, {})):
+    for fig in (
+        plots.figure_autoencoder(None),
+        plots.figure_theorem3(None, None, None),
+        plots.figure_depth(None),
+        plots.figure_path({}, {}, {}),
+    ):
         (path,) = plots.save_figure(fig, [tmp_path / "empty.png"])
         assert path.stat().st_size > 0
 
 
 def test_figure_choice_by_loader():
-    datasets = {"c": {"loader": "commuting"}, "a": {"loader": "autoencoder"},
-                "d": {"loader": "digits"}}
+    datasets = {
+        "c": {"loader": "commuting"},
+        "a": {"loader": "autoencoder"},
+        "d": {"loader": "digits"},
+    }
     assert report.figure_datasets("fig1_flow", datasets) == ["a", "d"]
     assert report.figure_datasets("fig2_autoencoder", datasets) == ["a"]
     assert report.figure_datasets("fig5_theorem3", datasets) == ["c"]
@@ -138,8 +162,7 @@ def test_every_claim_has_a_number_and_a_verdict(tiny_pipeline):
     text = (tiny_pipeline / "results/report.md").read_text()
     rows = claims_rows(text)
     datasets = list(TINY_CONFIG["datasets"])
-    assert {(r["claim"], r["dataset"]) for r in rows} == {(c, d) for c in CLAIMS
-                                                          for d in datasets}
+    assert {(r["claim"], r["dataset"]) for r in rows} == {(c, d) for c in CLAIMS for d in datasets}
     for row in rows:
         kind = next(v for v in report.VERDICTS if row["verdict"].startswith(v))
         if kind != "not applicable":
@@ -202,15 +225,20 @@ def test_diverged_and_missing_runs_are_listed_not_fatal(tiny_pipeline, tmp_path)
     for sub in ("datasets", "aggregate"):
         shutil.copytree(tiny_pipeline / "results" / sub, results / sub)
     base = dict(width=3, init="aligned", seed=0, delta=3.0)
-    _break_runs(results, "commuting", {"diverged": {**base, "depth": 2, "eta": 0.2},
-                                       "missing": {**base, "depth": 1, "eta": 0.1}})
+    _break_runs(
+        results,
+        "commuting",
+        {"diverged": {**base, "depth": 2, "eta": 0.2}, "missing": {**base, "depth": 1, "eta": 0.1}},
+    )
     datasets = list(TINY_CONFIG["datasets"])
     text = report.build_report(results, datasets, config=TINY_CONFIG)
     excluded = text.split("## Runs excluded or incomplete", 1)[1].split("## Provenance")[0]
-    assert re.search(r"\| commuting \| 2 \| 3 \| aligned \| 0 \| 0\.2 \| 3 \| diverged \|",
-                     excluded), excluded
-    assert re.search(r"\| commuting \| 1 \| 3 \| aligned \| 0 \| 0\.1 \| 3 \| missing \|",
-                     excluded), excluded
+    assert re.search(
+        r"\| commuting \| 2 \| 3 \| aligned \| 0 \| 0\.2 \| 3 \| diverged \|", excluded
+    ), excluded
+    assert re.search(
+        r"\| commuting \| 1 \| 3 \| aligned \| 0 \| 0\.1 \| 3 \| missing \|", excluded
+    ), excluded
     timings = text.split("### Runs and timings", 1)[1]
     assert re.search(r"\| commuting \| 16 \| 14 \| 0 \| 1 \| 1 \|", timings), timings
     assert len(claims_rows(text)) == len(CLAIMS) * len(datasets)
@@ -220,6 +248,7 @@ def test_diverged_and_missing_runs_are_listed_not_fatal(tiny_pipeline, tmp_path)
     assert "path.zarr does not exist" in text
     for stem in ("fig4_transitions", "fig5_theorem3", "fig7_path"):
         kind = report.FIGURES[stem][0]
-        (png,) = report.make_figure(stem, results, TINY_CONFIG["datasets"],
-                                    [tmp_path / f"{stem}.png"])
+        (png,) = report.make_figure(
+            stem, results, TINY_CONFIG["datasets"], [tmp_path / f"{stem}.png"]
+        )
         assert png_size(png)[0] == round(plots.FIGURE_SIZES[kind][0] * plots.DPI)

@@ -92,7 +92,8 @@ def slurm():
     was_up = all(_alive(pidfile, name) for pidfile, name in PIDFILES.items())
     proc = subprocess.run(
         ["timeout", "600", "bash", str(CLUSTER / "start_slurm.sh")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode == 3:
         reason = (
@@ -109,8 +110,11 @@ def slurm():
     yield prefix
     # Cancel whatever a failed or timed-out test left queued, then stop what we started.
     queue = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True)
-    ours = [job for job, name in (line.split() for line in queue.stdout.splitlines())
-            if name.startswith(prefix)]
+    ours = [
+        job
+        for job, name in (line.split() for line in queue.stdout.splitlines())
+        if name.startswith(prefix)
+    ]
     if ours:
         subprocess.run(["scancel", *ours], check=False)
     if not was_up:
@@ -152,11 +156,22 @@ def _cluster(workdir: Path, prefix: str, *args: str, timeout: int = CLUSTER_TIME
     }
     proc = subprocess.run(
         [
-            "timeout", "-k", "15", str(timeout), *SNAKEMAKE,
-            "--workflow-profile", "workflow/profiles/slurm",
-            "--slurm-no-account", "--slurm-jobname-prefix", prefix, *args,
+            "timeout",
+            "-k",
+            "15",
+            str(timeout),
+            *SNAKEMAKE,
+            "--workflow-profile",
+            "workflow/profiles/slurm",
+            "--slurm-no-account",
+            "--slurm-jobname-prefix",
+            prefix,
+            *args,
         ],
-        cwd=workdir, env=env, capture_output=True, text=True,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     output = proc.stdout + proc.stderr
     log = workdir / f"snakemake-{len(list(workdir.glob('snakemake-*.txt')))}.txt"
@@ -173,8 +188,11 @@ def _job_stats(output: str) -> dict[str, int]:
 
 def _sbatch_calls(output: str, kind: str) -> list[str]:
     """`sbatch` command lines (--verbose) of a rule or group, e.g. 'rule_aggregate'."""
-    return [line for line in output.splitlines()
-            if line.startswith("sbatch call:") and f"--comment {kind}" in line]
+    return [
+        line
+        for line in output.splitlines()
+        if line.startswith("sbatch call:") and f"--comment {kind}" in line
+    ]
 
 
 @dataclass
@@ -194,9 +212,19 @@ def pipeline(slurm, tmp_path_factory) -> Pipeline:
     cluster = _workdir(root / "cluster", valid_data=False)
     # The local reference (one core) runs while the first cluster run mostly waits on Slurm.
     reference = subprocess.Popen(
-        [*SNAKEMAKE, "--workflow-profile", "workflow/profiles/default", "--cores", "1",
-         "--until", "simulate"],
-        cwd=local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            *SNAKEMAKE,
+            "--workflow-profile",
+            "workflow/profiles/default",
+            "--cores",
+            "1",
+            "--until",
+            "simulate",
+        ],
+        cwd=local,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     first = _cluster(cluster, slurm, "--verbose", "--until", "aggregate")
     reference_output, _ = reference.communicate(timeout=CLUSTER_TIMEOUT)
@@ -221,8 +249,10 @@ def test_failed_job_is_reported_failed_and_retried_with_more_memory(pipeline):
         assert "output: results/datasets/bad.zarr" in block, block
         assert re.search(r"SLURM-job '\d+' failed, SLURM status is: 'FAILED'", block), block
     # mem_mb doubling with the attempt
-    memory = [int(re.search(r"--mem (\d+)", call)[1])
-              for call in _sbatch_calls(first.output, "rule_dataset_stats_wildcards_bad")]
+    memory = [
+        int(re.search(r"--mem (\d+)", call)[1])
+        for call in _sbatch_calls(first.output, "rule_dataset_stats_wildcards_bad")
+    ]
     assert memory == [4000, 8000, 16000]
     # keep-going: the good dataset went all the way through, its batches held up by nothing
     finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", first.output)
@@ -274,8 +304,11 @@ def test_every_run_store_equals_the_local_one(pipeline):
 
 
 def test_cells_are_batched_into_serial_group_jobs(pipeline):
-    groups = [call for call in _sbatch_calls(pipeline.first.output + pipeline.second.output, "")
-              if "/slurm_logs/group_" in call]
+    groups = [
+        call
+        for call in _sbatch_calls(pipeline.first.output + pipeline.second.output, "")
+        if "/slurm_logs/group_" in call
+    ]
     # 8 cells per dataset in batches of 4: two jobs per dataset
     assert len(groups) == sum(-(-n // CELLS_PER_JOB) for n in CELLS.values())
     for call in groups:
