@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[workflow,test,fast]'
 	touch $(STAMP)
 
+# --unlock first: a run killed outright (SIGKILL, lost session) leaves Snakemake's lock
+# behind; the stores themselves are never left half-written (see README, "Reliability").
 run: $(STAMP)
-	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --unlock --quiet all > /dev/null
+	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
 	$(VENV)/bin/snakemake --cores 1 --report results/report.html
 
 test: $(STAMP)

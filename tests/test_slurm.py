@@ -176,7 +176,7 @@ def _cluster(workdir: Path, prefix: str, *args: str, timeout: int = CLUSTER_TIME
     output = proc.stdout + proc.stderr
     log = workdir / f"snakemake-{len(list(workdir.glob('snakemake-*.txt')))}.txt"
     log.write_text(output)
-    assert proc.returncode != 124, f"timed out after {timeout} s; output in {log}"
+    assert proc.returncode not in (124, 137), f"timed out after {timeout} s; output in {log}"
     return Run(proc.returncode, output)
 
 
