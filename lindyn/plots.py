@@ -39,11 +39,11 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
 from lindyn import flow, theory
+from lindyn.aggregate import GRID_DIMS, USABLE_STATUSES
 
 __all__ = [
     "DPI",
     "FIGURE_SIZES",
-    "GRID_DIMS",
     "OK_STATUSES",
     "cells",
     "figure_autoencoder",
@@ -58,8 +58,8 @@ __all__ = [
     "save_figure",
 ]
 
-GRID_DIMS = ("depth", "width", "eta", "delta", "init", "seed")
-OK_STATUSES = ("converged", "max_steps")
+# The grid axes and the statuses whose measurements count, as the aggregation defines them.
+OK_STATUSES = USABLE_STATUSES
 DPI = 120
 FIGURE_SIZES = {
     "flow": (11.0, 6.5),
