@@ -31,3 +31,16 @@ def commuting_problem(
     coef[:m, :m] = np.diag(s / np.sqrt(lam[:m]))
     Y = np.sqrt(n) * Z @ coef @ V.T
     return X, Y, U, V
+
+
+def relative(a: np.ndarray, b: np.ndarray) -> float:
+    """Relative Frobenius distance ‖a − b‖/‖b‖."""
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def product(layers) -> np.ndarray:
+    """The product W_1 W_2 ⋯ W_L of a list of layers."""
+    W = layers[0]
+    for layer in layers[1:]:
+        W = W @ layer
+    return W

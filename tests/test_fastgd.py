@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import random_problem
+from helpers import product, random_problem, relative
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,17 +16,6 @@ from lindyn.init import init_layers
 from lindyn.stats import dataset_stats
 
 STEPS = 40
-
-
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def _product(layers):
-    W = layers[0]
-    for layer in layers[1:]:
-        W = W @ layer
-    return W
 
 
 def _sweep_runs(stats, depth, width, init, count=3):
@@ -52,9 +41,9 @@ def test_sweep_equals_naive_full_data_loop(depth, init):
         naive = naive_gd(X, Y, layers0, eta, STEPS)
         for fast, slow in zip(result.layers[j], naive[-1], strict=True):
             assert fast.shape == slow.shape
-            assert _relative(fast, slow) < 1e-10
+            assert relative(fast, slow) < 1e-10
         for t in (0, 1, STEPS // 2, STEPS):
-            W = _product(naive[t])
+            W = product(naive[t])
             u = np.einsum("ji,jk,ki->i", stats.U[:, :4], W, stats.V[:, :4])
             np.testing.assert_allclose(result.u[j, t], u, rtol=1e-10, atol=1e-13)
             loss = np.sum((Y - X @ W) ** 2) / (2 * n)
@@ -144,8 +133,8 @@ def test_products_are_in_the_working_basis():
     layers0 = init_layers(stats, 2, 3, 0.5, "random", 0)
     sweep = Sweep(problem, [layers0], [0.1])
     sweep.advance(10)
-    W = _product(naive_gd(X, Y, layers0, 0.1, 10)[-1])
-    assert _relative(sweep.products()[0], stats.Q.T @ W) < 1e-12
+    W = product(naive_gd(X, Y, layers0, 0.1, 10)[-1])
+    assert relative(sweep.products()[0], stats.Q.T @ W) < 1e-12
     loss, u = sweep.observe()
     assert loss[0] == pytest.approx(np.sum((Y - X @ W) ** 2) / (2 * 50), rel=1e-12)
     np.testing.assert_allclose(u[0], np.einsum("ji,jk,ki->i", stats.U[:, :3], W, stats.V))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import commuting_problem, random_problem
+from helpers import commuting_problem, product, random_problem, relative
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,17 +14,6 @@ from lindyn.init import init_layers
 from lindyn.stats import dataset_stats
 
 STEPS = 40
-
-
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def _product(layers):
-    W = layers[0]
-    for layer in layers[1:]:
-        W = W @ layer
-    return W
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
@@ -40,10 +29,10 @@ def test_fast_path_equals_naive_full_data_loop(depth, init, seed):
     result = gd_batch(problem, [layers0], [eta], STEPS, log_schedule(STEPS), loss_target=None)
     assert result.status == ["max_steps"]
     for fast, slow in zip(result.final_layers[0], naive[-1], strict=True):
-        assert _relative(fast, slow) < 1e-10
+        assert relative(fast, slow) < 1e-10
     # u_i(t) = U_iᵀ W(t) V_i at every step
     for t in (0, 1, STEPS // 2, STEPS):
-        W = _product(naive[t])
+        W = product(naive[t])
         u_naive = np.einsum("ji,jk,ki->i", stats.U[:, :4], W, stats.V[:, :4])
         np.testing.assert_allclose(result.u[0, t], u_naive, rtol=1e-10, atol=1e-14)
         loss_naive = np.sum((Y - X @ W) ** 2) / (2 * 60)
