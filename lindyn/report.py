@@ -480,20 +480,25 @@ def _verdict(kind: str, why: str = "") -> str:
     return f"{kind} ({why})" if why else kind
 
 
+def _no_depth_two(claim: str, name: str, metric: str, fig: str) -> Claim:
+    """The row of a depth-2 claim on a dataset whose grid has no depth-2 aligned run."""
+    return Claim(
+        claim,
+        name,
+        math.nan,
+        metric,
+        "no depth-2 aligned run",
+        _verdict("not applicable", "no depth-2 run"),
+        fig,
+    )
+
+
 def _claim_sequential(res: DatasetResults) -> Claim:
     name, phase = res.name, res.phase_times
     fig = "fig4_transitions"
     metric = "fraction of sequential pairs, L = 2"
     if not (_has(phase, depth=2) and _has(phase, init="aligned")):
-        return Claim(
-            "Sequential learning",
-            name,
-            math.nan,
-            metric,
-            "no depth-2 aligned run",
-            _verdict("not applicable", "no depth-2 run"),
-            fig,
-        )
+        return _no_depth_two("Sequential learning", name, metric, fig)
     n = _n_components(res, 2)
     ref = _reference(phase, 2)
     if ref is None or n < 2:
@@ -549,15 +554,7 @@ def _claim_step_limit(res: DatasetResults) -> Claim:
     metric = "relative transition width at δ_max, L = 2"
     fig = "fig6_depth"
     if not (_has(phase, depth=2) and _has(phase, init="aligned")):
-        return Claim(
-            "Theorem 2 step limit",
-            name,
-            math.nan,
-            metric,
-            "no depth-2 aligned run",
-            _verdict("not applicable", "no depth-2 run"),
-            fig,
-        )
+        return _no_depth_two("Theorem 2 step limit", name, metric, fig)
     n = _n_components(res, 2)
     widths = _per_delta(relative_width(phase, 2, n))
     deltas = sorted(d for d, w in widths.items() if math.isfinite(w))
@@ -606,15 +603,7 @@ def _claim_location(res: DatasetResults) -> Claim:
     metric = "median |t(0.5)·η s_i/τ_2(δ) − 1| at δ_max"
     fig = "fig4_transitions"
     if not (_has(phase, depth=2) and _has(phase, init="aligned")):
-        return Claim(
-            "Transition at τ_L(δ)/(η s_i)",
-            name,
-            math.nan,
-            metric,
-            "no depth-2 aligned run",
-            _verdict("not applicable", "no depth-2 run"),
-            fig,
-        )
+        return _no_depth_two("Transition at τ_L(δ)/(η s_i)", name, metric, fig)
     n = _n_components(res, 2)
     sub = phase.sel(depth=2, init="aligned")
     err = (
@@ -676,15 +665,7 @@ def _claim_theorem3(res: DatasetResults) -> Claim:
     fig = "fig5_theorem3"
     two = _aligned_two(res.bounds)
     if two is None:
-        return Claim(
-            "Theorem 3 envelopes",
-            name,
-            math.nan,
-            metric,
-            "no depth-2 aligned run",
-            _verdict("not applicable", "no depth-2 run"),
-            fig,
-        )
+        return _no_depth_two("Theorem 3 envelopes", name, metric, fig)
     violation = two["max_violation"]
     value, runs = _max(violation), _count(violation)
     evidence = (
@@ -712,15 +693,7 @@ def _claim_bracket(res: DatasetResults) -> Claim:
     fig = "fig5_theorem3"
     two = _aligned_two(res.bounds)
     if two is None:
-        return Claim(
-            "Corollary 3 bracket",
-            name,
-            math.nan,
-            metric,
-            "no depth-2 aligned run",
-            _verdict("not applicable", "no depth-2 run"),
-            fig,
-        )
+        return _no_depth_two("Corollary 3 bracket", name, metric, fig)
     inside = two["in_bracket"]
     frac, count = _mean(inside), _count(inside)
     ratio = _median(two["bracket_ratio"])
@@ -749,15 +722,7 @@ def _claim_eigengap(res: DatasetResults) -> Claim:
     two = _aligned_two(res.bounds)
     phase2 = _aligned_two(res.phase_times)
     if two is None or phase2 is None:
-        return Claim(
-            "Step size below eigen-gaps",
-            name,
-            math.nan,
-            metric,
-            "no depth-2 aligned run",
-            _verdict("not applicable", "no depth-2 run"),
-            fig,
-        )
+        return _no_depth_two("Step size below eigen-gaps", name, metric, fig)
     t = phase2["t_measured"]
     t90 = t.sel(fraction=0.9, method="nearest", drop=True)
     nxt10 = t.sel(fraction=0.1, method="nearest", drop=True).shift(component=-1)
