@@ -15,7 +15,8 @@ _LAZY = {
     "load_dataset": "lindyn.datasets",
     "dataset_stats": "lindyn.stats",
     "Stats": "lindyn.stats",
-    "simulate": "lindyn.simulate",
+    "simulate": "lindyn.sweep",
+    "sweep": "lindyn.sweep",
     "open_results": "lindyn.query",
 }
 

@@ -1,4 +1,4 @@
-"""Combine one dataset's run stores with Dask and measure them against the theory.
+"""Combine one dataset's block stores with Dask and measure them against the theory.
 
 Outputs, in ``out_dir`` (``results/aggregate/{dataset}/``):
 
@@ -33,21 +33,21 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from lindyn import flow, theory
+from lindyn.blocks import Block
 from lindyn.provenance import provenance
-from lindyn.store import RunArrays, StoreError, read_run_arrays, read_stats, write_store
+from lindyn.store import StoreError, open_block, read_stats, write_store
 
 __all__ = [
     "GRID_DIMS",
     "PATH_TOLERANCE",
     "aggregate",
     "bounds",
-    "combine_runs",
+    "combine_blocks",
     "path_metrics",
     "phase_times",
 ]
@@ -61,118 +61,108 @@ PATH_TOLERANCE = 0.1
 log = logging.getLogger(__name__)
 
 
-# Per-run scalars kept from each store's attributes, with their fill for absent cells.
-RUN_SCALARS = {
-    "status": "missing",
-    "stop_step": np.nan,
-    "loss_final": np.nan,
-    "elapsed_seconds": np.nan,
-    "created": "",
-    "git_commit": "",
-    "code_hash": "",
-}
-# Spectra are per dataset, not per run: they come from the statistics store.
-PER_DATASET = ("s", "lam", "rho")
+# Per-cell provenance, from each block's attributes (fill for cells that are not runs).
+PROVENANCE = {"created": "", "git_commit": "", "code_hash": ""}
+# Fill of the per-cell text variables where a cell of the combined grid is not a run
+# (e.g. the aligned init at seeds other than 0).
+TEXT_FILL = {"status": "missing", **PROVENANCE}
 
 
-def _read_all(run_paths: Sequence[str | Path], client: Any = None) -> list[RunArrays]:
-    """Read and verify every run store, in parallel on the Dask cluster if there is one."""
-    if client is None:
-        results = [_try_read(path) for path in run_paths]
-    else:
-        import dask.bag as db
-
-        partitions = max(1, min(len(run_paths), 8 * len(client.scheduler_info()["workers"])))
-        bag = db.from_sequence([str(p) for p in run_paths], npartitions=partitions)
-        results = bag.map(_try_read).compute()
-    damaged = [
-        (path, err)
-        for path, err in zip(run_paths, results, strict=True)
-        if isinstance(err, StoreError)
-    ]
-    if len(damaged) == 1:
-        raise damaged[0][1]
-    if damaged:
-        raise StoreError(
-            f"{len(damaged)} of {len(run_paths)} run stores cannot be used:\n"
-            + "\n".join(f"  {err}" for _, err in damaged)
-            + "\ndelete them and rerun the pipeline to recompute them: rm -r "
-            + " ".join(str(path) for path, _ in damaged)
-        )
-    return results
+def _cells(ds: xr.Dataset) -> xr.Dataset:
+    """A block with per-cell provenance and every grid axis as a dimension."""
+    cell_dims = [d for d in ("depth", "eta", "delta", "seed") if d in ds.dims]
+    shape = tuple(ds.sizes[d] for d in cell_dims)
+    ds = ds.assign(
+        {
+            name: (cell_dims, np.full(shape, str(ds.attrs.get(name, fill)), dtype=object))
+            for name, fill in PROVENANCE.items()
+        }
+    )
+    # The block's simulation time, shared out evenly over its cells.
+    ds["elapsed_seconds"] = (
+        cell_dims,
+        np.full(shape, ds.attrs["elapsed_seconds"] / np.prod(shape)),
+    )
+    ds = ds.expand_dims(["init", "width"])
+    if "seed" not in ds.dims:  # the aligned init has no seed: it is placed at seed 0
+        ds = ds.expand_dims(seed=[0])
+    return ds
 
 
-def _try_read(path: str | Path) -> RunArrays | StoreError:
-    try:
-        return read_run_arrays(path)
-    except StoreError as err:
-        return err
+def combine_blocks(blocks: Sequence[tuple[str | Path, Block]]) -> xr.Dataset:
+    """Open a dataset's block stores lazily and combine them along the grid axes.
 
-
-def combine_runs(run_paths: Sequence[str | Path], client: Any = None) -> xr.Dataset:
-    """Read run stores and combine them along the grid axes.
-
-    Each store is small, so it is read whole (and verified against the checksum
-    recorded when it was written) and placed into arrays indexed by the grid
-    axes; with a Dask ``client`` the stores are read in parallel on its workers.
+    Each block is checked (CRC-32 of every member, required variables, and that
+    it holds the cells its place in the configuration says), then opened with
+    Dask arrays; :func:`xarray.combine_nested` places the blocks of each init
+    by their tile, and :func:`xarray.concat` joins the inits.
 
     Parameters
     ----------
-    run_paths : sequence of path-like
-        Run stores of one dataset.
-    client : distributed.Client, optional
+    blocks : sequence of (path, Block)
+        Every block store of one dataset, with the block it must hold.
 
     Returns
     -------
     xarray.Dataset
-        Dims ``GRID_DIMS`` plus each variable's own dims; NaN (text: "missing"
-        or "") where a cell of the grid has no run or a run stopped early.
+        Dims ``GRID_DIMS`` (sorted coordinates) plus each variable's own dims;
+        NaN (text: "missing" or "") where a cell of the grid is not a run, e.g.
+        the aligned init at seeds other than 0.
 
     Raises
     ------
     lindyn.store.StoreError
-        If a store is missing, incomplete or damaged (the message names every
-        such store and how to recompute it).
+        Naming every block store that cannot be used and how to recompute it.
     """
-    if not run_paths:
-        raise ValueError("no run stores to aggregate")
-    runs = _read_all(run_paths, client)
-    grid = {dim: np.array(sorted({run.attrs[dim] for run in runs})) for dim in GRID_DIMS}
-    first = runs[0]
-    own_dims = sorted({d for run in runs for dims in run.dims.values() for d in dims})
-    coords = {
-        dim: np.array(sorted({v for run in runs for v in run.values[dim].tolist()}))
-        for dim in own_dims
-    }
-    names = [
-        name for name, dims in first.dims.items() if name not in coords and name not in PER_DATASET
-    ]
-    shape = tuple(len(grid[dim]) for dim in GRID_DIMS)
-    data = {
-        name: np.full(shape + tuple(len(coords[d]) for d in first.dims[name]), np.nan)
-        for name in names
-    }
-    scalars = {
-        name: np.full(shape, fill, dtype=object if isinstance(fill, str) else float)
-        for name, fill in RUN_SCALARS.items()
-    }
-    for run in runs:
-        cell = tuple(int(np.searchsorted(grid[dim], run.attrs[dim])) for dim in GRID_DIMS)
-        for name in names:
-            positions = [np.searchsorted(coords[d], run.values[d]) for d in run.dims[name]]
-            data[name][cell][np.ix_(*positions)] = run.values[name]
-        for name in scalars:
-            scalars[name][cell] = run.attrs.get(name, RUN_SCALARS[name])
-    variables = {name: ((*GRID_DIMS, *first.dims[name]), values) for name, values in data.items()}
-    variables.update(
-        {
-            name: (GRID_DIMS, values.astype(str) if values.dtype == object else values)
-            for name, values in scalars.items()
-        }
+    if not blocks:
+        raise ValueError("no block stores to aggregate")
+    opened: dict[str, dict[tuple[int, ...], xr.Dataset]] = {}
+    damaged = []
+    for path, block in blocks:
+        try:
+            ds = open_block(path, block.expected())
+        except StoreError as err:
+            damaged.append((path, err))
+            continue
+        opened.setdefault(block.init, {})[block.tile] = _cells(ds)
+    if len(damaged) == 1:
+        raise damaged[0][1]
+    if damaged:
+        raise StoreError(
+            f"{len(damaged)} of {len(blocks)} block stores cannot be used:\n"
+            + "\n".join(f"  {err}" for _, err in damaged)
+            + "\ndelete them and rerun the pipeline (make run) to recompute them: rm "
+            + " ".join(str(path) for path, _ in damaged)
+        )
+    by_init = []
+    for tiles in opened.values():
+        shape = tuple(
+            max(tile[axis] for tile in tiles) + 1 for axis in range(len(next(iter(tiles))))
+        )
+        nested = np.empty(shape, dtype=object)
+        for tile, ds in tiles.items():
+            nested[tile] = ds
+        concat_dims = ["depth", "eta", "delta", "seed"][: len(shape)]
+        by_init.append(
+            xr.combine_nested(
+                nested.tolist(),
+                concat_dim=concat_dims,
+                data_vars="all",
+                coords="different",
+                compat="equals",
+                join="exact",
+                combine_attrs="drop_conflicts",
+            )
+        )
+    fill = {name: value for name, value in TEXT_FILL.items()}
+    combined = (
+        xr.concat(
+            by_init, dim="init", join="outer", fill_value=fill, combine_attrs="drop_conflicts"
+        )
+        if len(by_init) > 1
+        else by_init[0]
     )
-    combined = xr.Dataset(variables, coords={**grid, **coords})
-    for name in [*names, *coords]:
-        combined[name].attrs = first.var_attrs.get(name, {})
+    combined = combined.sortby([d for d in GRID_DIMS]).transpose(*GRID_DIMS, ...)
     return combined
 
 
@@ -191,7 +181,7 @@ def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Data
     Parameters
     ----------
     runs : xarray.Dataset
-        Output of :func:`combine_runs`.
+        Output of :func:`combine_blocks`.
     s, lam : xarray.DataArray
         Spectra along ``component``.
     """
@@ -279,7 +269,7 @@ def bounds(runs: xr.Dataset, phase: xr.Dataset, s: xr.DataArray, lam: xr.DataArr
     Parameters
     ----------
     runs : xarray.Dataset
-        Output of :func:`combine_runs`.
+        Output of :func:`combine_blocks`.
     phase : xarray.Dataset
         Output of :func:`phase_times`.
     s, lam : xarray.DataArray
@@ -327,7 +317,7 @@ def path_metrics(runs: xr.Dataset, seq_norm: xr.DataArray, rrr_norm: xr.DataArra
     Parameters
     ----------
     runs : xarray.Dataset
-        Output of :func:`combine_runs`.
+        Output of :func:`combine_blocks`.
     seq_norm, rrr_norm : xarray.DataArray
         ``‖W_k^seq‖_F`` and ``‖W_k^RRR‖_F`` along ``k``.
     """
@@ -365,33 +355,39 @@ def _table(ds: xr.Dataset, path: Path) -> None:
 
 
 def aggregate(
-    run_paths: Sequence[str | Path],
+    blocks: Sequence[tuple[str | Path, Block]],
     stats_path: str | Path,
     out_dir: str | Path,
     workers: int = 1,
 ) -> dict[str, Path]:
-    """Aggregate one dataset's runs into trajectories, phase times, bounds and path stores.
+    """Aggregate one dataset's blocks into trajectories, phase times, bounds and path stores.
 
     Parameters
     ----------
-    run_paths : sequence of path-like
-        The dataset's run stores.
+    blocks : sequence of (path, Block)
+        The dataset's block stores and the blocks they must hold
+        (:func:`lindyn.blocks.plan_blocks`).
     stats_path : path-like
         The dataset's statistics store.
     out_dir : path-like
         Output directory.
     workers : int
-        Size of the Dask ``LocalCluster`` (1: Dask's synchronous scheduler, no cluster).
+        Size of the Dask ``LocalCluster`` (1: Dask's threaded scheduler on one
+        thread, no cluster).
 
     Returns
     -------
     dict
         Output paths by name.
     """
+    import dask
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stats = read_stats(stats_path)
+    runs = combine_blocks(blocks)
+    n_runs = sum(block.cells for _, block in blocks)
     client = None
     if workers > 1:
         from distributed import Client, LocalCluster
@@ -401,52 +397,60 @@ def aggregate(
         )
         client = Client(cluster)
     try:
-        runs = combine_runs(run_paths, client)
-        read = time.perf_counter()
-        if client is not None:  # the measurements below then run as Dask tasks on the workers
-            runs = runs.chunk({"depth": 1})
-        comp, ks = runs["component"], runs["k"]
-        s = xr.DataArray(stats.s[: comp.size], coords={"component": comp})
-        lam = xr.DataArray(stats.lam[: comp.size], coords={"component": comp})
-        seq_norm = xr.DataArray(
-            [np.linalg.norm(theory.w_seq(stats.U, stats.V, stats.rho, k)) for k in ks.values],
-            coords={"k": ks},
-        )
-        rrr_norm = xr.DataArray(
-            [np.linalg.norm(stats.w_rrr(k)) for k in ks.values], coords={"k": ks}
-        )
-        phase = phase_times(runs, s, lam)
-        tables = {
-            "phase_times": phase,
-            "bounds": bounds(runs, phase, s, lam),
-            "path": path_metrics(runs, seq_norm, rrr_norm),
-        }
-        attrs = {
-            "dataset": stats.meta.get("label") or stats.meta.get("name", ""),
-            "stats_hash": stats.stats_hash,
-            "eps_a1": stats.eps_a1,
-            "eps_iso": stats.eps_iso,
-            "n_runs": len(run_paths),
-            # Runs by status (cells of the combined grid that are not runs, e.g. the
-            # aligned init's unused seeds, are "missing" and not counted).
-            "status_counts": json.dumps(_status_counts(runs["status"].values)),
-            **provenance(),
-        }
-        paths = {}
-        runs.attrs = attrs
-        paths["trajectories"] = write_store(runs, out_dir / "trajectories.zarr")
-        for name, table in tables.items():
-            table = table.compute()
-            table.attrs = attrs
-            paths[name] = write_store(table, out_dir / f"{name}.zarr")
-            _table(table, out_dir / f"{name}.csv")
+        with dask.config.set(scheduler="sync" if client is None else None):
+            read = time.perf_counter()
+            comp, ks = runs["component"], runs["k"]
+            s = xr.DataArray(stats.s[: comp.size], coords={"component": comp})
+            lam = xr.DataArray(stats.lam[: comp.size], coords={"component": comp})
+            seq_norm = xr.DataArray(
+                [np.linalg.norm(theory.w_seq(stats.U, stats.V, stats.rho, k)) for k in ks.values],
+                coords={"k": ks},
+            )
+            rrr_norm = xr.DataArray(
+                [np.linalg.norm(stats.w_rrr(k)) for k in ks.values], coords={"k": ks}
+            )
+            phase = phase_times(runs, s, lam)
+            tables = {
+                "phase_times": phase,
+                "bounds": bounds(runs, phase, s, lam),
+                "path": path_metrics(runs, seq_norm, rrr_norm),
+            }
+            status = runs["status"].values
+            attrs = {
+                "dataset": stats.meta.get("label") or stats.meta.get("name", ""),
+                "stats_hash": stats.stats_hash,
+                "eps_a1": stats.eps_a1,
+                "eps_iso": stats.eps_iso,
+                "n_runs": n_runs,
+                # Runs by status (cells of the combined grid that are not runs, e.g. the
+                # aligned init's unused seeds, are "missing" and not counted).
+                "status_counts": json.dumps(_status_counts(status)),
+                **provenance(),
+            }
+            paths = {}
+            runs.attrs = attrs
+            whole = {dim: -1 for dim in runs.dims if dim != "depth"}
+            paths["trajectories"] = write_store(
+                runs.chunk({"depth": 1, **whole}), out_dir / "trajectories.zarr"
+            )
+            for name, table in tables.items():
+                table = table.compute()
+                # Cells that are not runs get no predictions either: tables list runs only.
+                ran = table["status"] != "missing"
+                for v in table.data_vars:
+                    if table[v].dtype.kind in "fc":
+                        table[v] = table[v].where(ran)
+                table.attrs = attrs
+                paths[name] = write_store(table, out_dir / f"{name}.zarr")
+                _table(table, out_dir / f"{name}.csv")
     finally:
         if client is not None:
             client.close()
             client.cluster.close()
     log.info(
-        "aggregated %d runs in %.1f s (reading and combining %.1f s)",
-        len(run_paths),
+        "aggregated %d runs of %d blocks in %.1f s (opening %.1f s)",
+        n_runs,
+        len(blocks),
         time.perf_counter() - start,
         read - start,
     )

@@ -1,8 +1,7 @@
 """The ``lindyn`` command line: the contract the workflow and users rely on.
 
-Subcommands: ``dataset``, ``simulate``, ``aggregate``, ``query``. Heavy
-modules are imported inside each subcommand so that ``lindyn simulate`` starts
-with numpy, xarray and zarr only.
+Subcommands: ``dataset``, ``sweep``, ``aggregate``, ``plan``, ``query``. Heavy modules
+are imported inside each subcommand.
 """
 
 from __future__ import annotations
@@ -12,6 +11,8 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["main"]
 
@@ -67,9 +68,9 @@ def _cmd_dataset(args: argparse.Namespace) -> None:
     )
 
 
-def _cmd_simulate(args: argparse.Namespace) -> None:
-    from lindyn.simulate import CellSpec, run_cells
-    from lindyn.store import read_stats, write_run
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from lindyn.store import read_stats, write_block
+    from lindyn.sweep import sweep
 
     if (args.stats is None) == (args.dataset is None):
         raise ValueError("give exactly one of --stats STATS.zarr or --dataset NAME")
@@ -78,27 +79,66 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     else:
         stats = _load_stats(args.dataset, args.option)
     name = args.label or stats.meta.get("label") or stats.meta.get("name", "")
-    spec = CellSpec(args.depth, args.eta, args.delta, args.seed, args.init, args.width)
-    (record,) = run_cells(
-        stats, [spec], args.max_steps, args.log_density, args.tol, args.max_components
+    runs = sweep(
+        stats,
+        args.depth,
+        args.eta,
+        args.delta,
+        args.init,
+        args.seed,
+        args.width,
+        max_steps=args.max_steps,
+        log_density=args.log_density,
+        tol=args.tol,
+        max_components=args.max_components,
+        kernel=args.kernel,
+        dataset=name,
     )
-    write_run(record, stats, args.out, dataset=name)
+    write_block(runs, args.out)
+    statuses = dict(zip(*np.unique(runs["status"].values, return_counts=True), strict=True))
     print(
-        f"{name} L={spec.depth} eta={spec.eta:g} delta={spec.delta:g} init={spec.init} "
-        f"seed={spec.seed}: {record.status} at step {record.stop_step} "
-        f"({record.elapsed_seconds:.2f} s) -> {args.out}"
+        f"{name} {args.init}: {runs['status'].size} runs "
+        + ", ".join(f"{count} {status}" for status, count in statuses.items())
+        + f" ({runs.attrs['elapsed_seconds']:.2f} s) -> {args.out}"
     )
 
 
 def _cmd_aggregate(args: argparse.Namespace) -> None:
-    from lindyn.aggregate import aggregate
+    import yaml
 
+    from lindyn.aggregate import aggregate
+    from lindyn.blocks import block_path, plan_blocks
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    if args.dataset not in config.get("datasets", {}):
+        raise ValueError(f"dataset {args.dataset!r} is not in {args.config}")
+    blocks = plan_blocks(config, args.dataset)
     aggregate(
-        run_paths=[Path(p) for p in args.runs],
-        stats_path=Path(args.stats),
-        out_dir=Path(args.out),
+        blocks=[(block_path(block, args.results), block) for block in blocks],
+        stats_path=Path(args.results) / "datasets" / f"{args.dataset}.zarr",
+        out_dir=Path(args.results) / "aggregate" / args.dataset,
         workers=args.workers,
     )
+
+
+def _cmd_plan(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from lindyn.blocks import scheduled_cells
+
+    extra = args.snakemake[1:] if args.snakemake[:1] == ["--"] else args.snakemake
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--dry-run", "--cores", "1", *extra],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake --dry-run failed:\n{proc.stdout}{proc.stderr}")
+    scheduled = scheduled_cells(proc.stdout)
+    for dataset, (blocks, cells) in sorted(scheduled.items()):
+        print(f"{dataset}: {cells} cells in {blocks} blocks to simulate")
+    total = sum(cells for _, cells in scheduled.values())
+    print(f"total: {total} cells in {sum(b for b, _ in scheduled.values())} blocks to simulate")
 
 
 def _cmd_query(args: argparse.Namespace) -> None:
@@ -121,30 +161,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output statistics store (STATS.zarr)")
     p.set_defaults(func=_cmd_dataset)
 
-    p = sub.add_parser("simulate", help="simulate one run and write its store")
+    p = sub.add_parser("sweep", help="simulate a grid of runs and write one block store")
     p.add_argument("--stats", help="statistics store of the dataset (from `lindyn dataset`)")
     p.add_argument("--dataset", help="loader name, to compute the statistics on the fly")
     _add_dataset_arguments(p)
-    p.add_argument("--label", help="dataset name recorded in the run store")
-    p.add_argument("--depth", type=int, required=True, help="number of layers L >= 1")
-    p.add_argument("--eta", type=float, required=True, help="absolute step size > 0")
-    p.add_argument("--delta", type=float, required=True, help="init scale: layers at e^-delta")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random init (default 0)")
-    p.add_argument("--width", type=int, default=None, help="hidden width (default min(d, p))")
+    p.add_argument("--label", help="dataset name recorded in the store")
+    p.add_argument("--depth", type=int, nargs="+", required=True, help="numbers of layers L >= 1")
+    p.add_argument("--eta", type=float, nargs="+", required=True, help="absolute step sizes > 0")
+    p.add_argument("--delta", type=float, nargs="+", required=True, help="init scales δ")
     p.add_argument("--init", choices=["aligned", "random"], default="aligned")
+    p.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds of the random init")
+    p.add_argument("--width", type=int, default=None, help="hidden width (default min(d, p))")
     p.add_argument("--max-steps", type=int, default=10_000, help="step budget")
     p.add_argument("--log-density", type=int, default=20, help="logged steps per decade")
     p.add_argument("--tol", type=float, default=1e-8, help="relative excess-loss tolerance")
-    p.add_argument("--max-components", type=int, default=64, help="components tracked")
-    p.add_argument("--out", required=True, help="output run store (RUN.zarr)")
-    p.set_defaults(func=_cmd_simulate)
+    p.add_argument("--max-components", type=int, default=32, help="components tracked")
+    p.add_argument("--kernel", choices=["auto", "numba", "numpy"], default="auto")
+    p.add_argument("--out", required=True, help="output block store (BLOCK.zarr.zip)")
+    p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("aggregate", help="combine one dataset's run stores (Dask)")
-    p.add_argument("--stats", required=True, help="the dataset's statistics store")
-    p.add_argument("--runs", nargs="+", required=True, help="run stores")
-    p.add_argument("--out", required=True, help="output directory")
+    p = sub.add_parser("aggregate", help="combine one dataset's block stores (Dask)")
+    p.add_argument("dataset", help="dataset name in the configuration")
+    p.add_argument("--config", default="config.yaml", help="pipeline configuration")
+    p.add_argument("--results", default="results", help="results directory")
     p.add_argument("--workers", type=int, default=1, help="Dask workers (default 1)")
     p.set_defaults(func=_cmd_aggregate)
+
+    p = sub.add_parser(
+        "plan", help="how many cells the next pipeline run would simulate (Snakemake's dry run)"
+    )
+    p.add_argument(
+        "snakemake", nargs=argparse.REMAINDER, help="further snakemake arguments, after --"
+    )
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("query", help="print tables from aggregated results")
     p.add_argument("table", choices=["phase", "bounds", "path", "eps", "runs"])

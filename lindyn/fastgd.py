@@ -1,6 +1,6 @@
 """A fused, compiled gradient-descent kernel for sweeps of deep linear networks.
 
-:func:`lindyn.gd.gd_batch` advances a batch of runs with numpy's batched matmuls:
+:class:`lindyn.engines.NumpyEngine` advances a batch of runs with numpy's batched matmuls:
 every step makes several passes over ``d×p`` and ``d×r`` arrays and pays the
 dispatch cost of a dozen numpy calls. This module advances the same iterates
 (to rounding, checked against :func:`lindyn.gd.naive_gd` in the tests) with one
@@ -31,6 +31,7 @@ results differ from numpy's by rounding (relative 1e-15 a step).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -405,7 +406,7 @@ class Sweep:
         ``U_obs`` and ``V_obs`` are used).
     layers0 : sequence of R lists of arrays
         Initial layers of each run in the original input basis, as for
-        :func:`lindyn.gd.gd_batch`: ``W_1`` (d×r), ``W_l`` (r×r), ``W_L`` (r×p);
+        :class:`lindyn.engines.NumpyEngine`: ``W_1`` (d×r), ``W_l`` (r×r), ``W_L`` (r×p);
         one ``d×p`` matrix for depth 1.
     etas : sequence of R floats
         Step size of each run.
@@ -540,6 +541,29 @@ class Sweep:
         mids = _unpack(self._mids, self.runs, self._mids.shape[1:4])
         last = _unpack(self._last, self.runs, self._last.shape[1:3])[:, :, :p] @ self._V.T
         return [[self.problem.Q @ first[i], *mids[i], last[i]] for i in range(self.runs)]
+
+    def subset(self, keep: np.ndarray) -> Sweep:
+        """The sweep with only the runs ``keep`` (indices or a boolean mask), state copied exactly.
+
+        Runs are repacked into ``ceil(len(keep) / LANES)`` groups, so stopped runs
+        stop costing work; lanes never mix, so a run's iterates are the same bits
+        whichever runs share its groups.
+        """
+        keep = np.arange(self.runs)[keep]
+        out = copy.copy(self)
+        out.runs = keep.size
+        out.groups = -(-keep.size // LANES)
+
+        def repack(lanes: np.ndarray) -> np.ndarray:
+            shape = lanes.shape[1:-1]
+            return _pack(_unpack(lanes, self.runs, shape)[keep], out.groups, shape)
+
+        out._eta = repack(self._eta)
+        out._first = repack(self._first)
+        if self.depth > 1:
+            out._mids = repack(self._mids)
+            out._last = repack(self._last)
+        return out
 
     def _rest(self) -> np.ndarray:
         """``W_2⋯W_L`` (R, r, p_even) in the rotated output basis."""

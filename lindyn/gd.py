@@ -34,6 +34,8 @@ __all__ = [
     "DIVERGENCE_FACTOR",
     "EigenProblem",
     "GDResult",
+    "batch_gradients",
+    "batch_product",
     "gd_batch",
     "log_schedule",
     "naive_gd",
@@ -186,14 +188,15 @@ class GDResult:
     final_layers: list[list[np.ndarray]]
 
 
-def _product(layers: list[np.ndarray]) -> np.ndarray:
+def batch_product(layers: list[np.ndarray]) -> np.ndarray:
+    """The product ``W_1⋯W_L`` of (batched) layers."""
     W = layers[0]
     for layer in layers[1:]:
         W = W @ layer
     return W
 
 
-def _gradients(layers: list[np.ndarray], G: np.ndarray) -> list[np.ndarray]:
+def batch_gradients(layers: list[np.ndarray], G: np.ndarray) -> list[np.ndarray]:
     """Layer gradients ``(W_1⋯W_{l−1})ᵀ G (W_{l+1}⋯W_L)ᵀ`` for batched layers."""
     depth = len(layers)
     if depth == 1:
@@ -286,12 +289,12 @@ def gd_batch(
                 if depth == 1:
                     np.copyto(W, layers[0])
                 else:
-                    np.matmul(_product(layers[:-1]), layers[-1], out=W)
+                    np.matmul(batch_product(layers[:-1]), layers[-1], out=W)
                 if t == max_steps:
                     break
                 G = mu * W
                 G -= problem.S
-                grads = _gradients(layers, G)
+                grads = batch_gradients(layers, G)
                 for layer, grad in zip(layers, grads, strict=True):
                     grad *= step
                     layer -= grad
@@ -394,12 +397,12 @@ def naive_gd(
     layers = [np.array(layer, dtype=np.float64) for layer in layers0]
     history = [[layer.copy() for layer in layers]]
     for _ in range(steps):
-        W = _product(layers)
+        W = batch_product(layers)
         G = X.T @ (X @ W - Y) / n
         grads = []
         for i in range(len(layers)):
-            left = _product(layers[:i]) if i else None
-            right = _product(layers[i + 1 :]) if i < len(layers) - 1 else None
+            left = batch_product(layers[:i]) if i else None
+            right = batch_product(layers[i + 1 :]) if i < len(layers) - 1 else None
             grad = G if left is None else left.T @ G
             grads.append(grad if right is None else grad @ right.T)
         layers = [layer - eta * grad for layer, grad in zip(layers, grads, strict=True)]

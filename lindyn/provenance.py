@@ -13,7 +13,16 @@ from lindyn import __version__
 __all__ = ["code_hash", "git_commit", "provenance"]
 
 # Modules whose code determines a run's numbers (not how they are plotted or queried).
-RESULT_MODULES = ("datasets", "gd.py", "init.py", "simulate.py", "stats.py", "theory.py")
+RESULT_MODULES = (
+    "datasets",
+    "engines.py",
+    "fastgd.py",
+    "gd.py",
+    "init.py",
+    "stats.py",
+    "sweep.py",
+    "theory.py",
+)
 
 
 @functools.cache

@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from lindyn.provenance import code_hash, git_commit
+from lindyn.store import open_store
 
 __all__ = ["TABLES", "open_results", "query_main", "query_table", "stale_runs"]
 
@@ -86,7 +87,7 @@ def open_results(path: str | Path = "results") -> xr.DataTree:
         for table in TABLES:
             store = directory / f"{table}.zarr"
             if store.exists():
-                nodes[f"{directory.name}/{table}"] = xr.open_zarr(store)
+                nodes[f"{directory.name}/{table}"] = open_store(store, lazy=True)
     if not nodes:
         raise FileNotFoundError(f"no aggregated stores under {root}")
     return xr.DataTree.from_dict(nodes)
@@ -162,7 +163,7 @@ def _eps_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
     for store in sorted((results / "datasets").glob("*.zarr")):
         if datasets and store.stem not in datasets:
             continue
-        meta = json.loads(xr.open_zarr(store).attrs["dataset_meta"])
+        meta = json.loads(open_store(store, "statistics", lazy=True).attrs["dataset_meta"])
         by = meta.get("eps_by_centring", {})
         rows.append(
             {
@@ -198,10 +199,18 @@ def stale_runs(
         The pipeline configuration (default: ``config.yaml`` beside ``results``).
     datasets : list of str, optional
         Only these datasets.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run (cell of a block store): its dataset and grid axes (no
+        seed for the aligned init), status, stop step, ``stale``, ``why`` and the
+        block store's path.
     """
     import yaml
 
     from lindyn import __version__
+    from lindyn.store import open_block
 
     results = Path(results)
     if config is None:
@@ -214,19 +223,22 @@ def stale_runs(
     }
     commit = git_commit()
     current_code = code_hash()
-    hashes = {}
-    rows = []
-    for store in sorted((results / "runs").rglob("*.zarr")):
-        dataset = store.relative_to(results / "runs").parts[0]
+    hashes: dict[str, str | None] = {}
+    frames = []
+    for store in sorted((results / "blocks").glob("*/*.zarr.zip")):
+        dataset = store.parent.name
         if datasets and dataset not in datasets:
             continue
         if dataset not in hashes:
             stats_store = results / "datasets" / f"{dataset}.zarr"
             hashes[dataset] = (
-                xr.open_zarr(stats_store).attrs.get("stats_hash") if stats_store.exists() else None
+                open_store(stats_store, "statistics", lazy=True).attrs.get("stats_hash")
+                if stats_store.exists()
+                else None
             )
-        attrs = dict(xr.open_zarr(store, chunks=None).attrs)
-        params = json.loads(attrs.get("params", "{}"))
+        block = open_block(store, verify=False)
+        attrs = block.attrs
+        params = json.loads(attrs.get("settings", "{}"))
         reasons = [
             f"{key} {params.get(key)} -> {value}"
             for key, value in settings.items()
@@ -241,18 +253,22 @@ def stale_runs(
                 f"code changed (made at commit {str(attrs.get('git_commit'))[:8]}, "
                 f"now {commit[:8]})"
             )
-        rows.append(
-            {
-                "dataset": dataset,
-                **{k: attrs.get(k) for k in ("depth", "width", "eta", "delta", "init", "seed")},
-                "status": attrs.get("status"),
-                "stop_step": attrs.get("stop_step"),
-                "stale": bool(reasons),
-                "why": "; ".join(reasons),
-                "path": str(store.relative_to(results.parent) if results.is_absolute() else store),
-            }
-        )
-    return pd.DataFrame(rows)
+        frame = block[["status", "stop_step"]].compute().to_dataframe().reset_index()
+        frame.insert(0, "dataset", dataset)
+        frame["init"] = str(block["init"].values)
+        frame["width"] = int(block["width"].values)
+        frame["stale"] = bool(reasons)
+        frame["why"] = "; ".join(reasons)
+        frame["path"] = str(store.relative_to(results.parent) if results.is_absolute() else store)
+        frames.append(frame)
+    columns = ["dataset", "depth", "width", "eta", "delta", "init", "seed", "status"]
+    if not frames:
+        return pd.DataFrame(columns=[*columns, "stop_step", "stale", "why", "path"])
+    frame = pd.concat(frames, ignore_index=True)
+    if "seed" in frame:  # the aligned init has no seed
+        frame["seed"] = frame["seed"].astype("Int64")
+    present = [c for c in columns if c in frame]
+    return frame[[*present, "stop_step", "stale", "why", "path"]]
 
 
 def query_main(args: argparse.Namespace) -> None:

@@ -245,7 +245,7 @@ def tidy(ds: xr.Dataset) -> xr.Dataset:
 
 def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
     """Open (and load into memory) one dataset's stores; absent or damaged ones are None."""
-    import xarray as xr
+    from lindyn.store import StoreError, open_store
 
     paths = aggregate_paths(results, name)
     res = DatasetResults(name=name, stats=None)
@@ -254,9 +254,9 @@ def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
             res.problems.append(f"{path} does not exist")
             continue
         try:
-            ds = xr.open_zarr(path, consolidated=True).load()
-        except Exception as err:  # zarr raises many kinds for damaged stores
-            res.problems.append(f"{path} cannot be read ({err})")
+            ds = open_store(path)
+        except StoreError as err:
+            res.problems.append(str(err))
             continue
         if key == "stats":
             res.stats = ds

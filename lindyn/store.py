@@ -1,21 +1,24 @@
-"""The xarray schema of lindyn's stores, atomic Zarr writes, validation on read.
+"""lindyn's stores: Zarr format 3, written by xarray, atomically, with checksums.
 
-Two kinds of store:
+Three kinds of store:
 
 * a **statistics store** (``results/datasets/{dataset}.zarr``): Σx, Σxy, their
-  decompositions, ``s``, ``lam``, ``rho``, ``eps_a1``, ``eps_iso``;
-* a **run store** (``results/runs/…/{cell}.zarr``): one run's trajectory at the
-  logged steps, its exact crossing steps, Theorem 3 violations, status.
+  decompositions, ``s``, ``lam``, ``rho``, ``eps_a1``, ``eps_iso``; its content
+  hash is recorded and checked on read;
+* a **block store** (``results/blocks/{dataset}/{block}.zarr.zip``): the runs of
+  one block of grid cells (the Dataset :func:`lindyn.sweep` returns) in a single
+  Zip file, zarr's :class:`~zarr.storage.ZipStore` layout, so a block of
+  hundreds of runs is one file;
+* **aggregated stores** (``results/aggregate/{dataset}/*.zarr``).
 
-Every store is written to a temporary sibling directory and renamed into place,
-so a store at its final path is always complete; a killed writer leaves only a
-``*.tmp-*`` directory, which the next write removes and which no reader accepts.
+Every array is written with zarr's ``crc32c`` codec, so a changed chunk is
+refused when read; in a block store every member (metadata included) is also
+covered by the Zip format's CRC-32, checked by :func:`open_block`.
 
-Stores written without xarray (statistics and run stores) record a checksum of
-their content (:data:`lindyn.zarrio.CHECKSUM_ATTR`); ``read_run(..., verify=True)``
-(the default with ``load=True``, and what aggregation uses) checks it, so a store
-damaged after it was written (a chunk deleted or truncated, metadata edited) is
-refused with a message naming it, rather than read as fill values.
+Writes go to a temporary sibling named after the host and process, which is
+renamed into place: a store at its final path is always complete, and a killed
+writer leaves only a ``*.tmp-*`` sibling that no reader accepts and that the next
+writer on the same host removes once its process is gone.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+import socket
+import uuid
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,135 +38,261 @@ import numpy as np
 
 from lindyn.provenance import provenance
 from lindyn.stats import Stats
-from lindyn.zarrio import (
-    IntegrityError,
-    Variables,
-    read_group,
-    read_verified,
-    verify_group,
-    write_group,
-)
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from lindyn.simulate import RunRecord
-
 __all__ = [
-    "RUN_SCHEMA_VERSION",
-    "RunArrays",
+    "BLOCK_REQUIRED",
     "StoreError",
-    "read_run",
-    "read_run_arrays",
+    "open_block",
+    "open_store",
     "read_stats",
-    "run_dataset",
+    "recompute_hint",
     "stats_dataset",
-    "write_run",
+    "write_block",
     "write_stats",
     "write_store",
 ]
 
-RUN_SCHEMA_VERSION = 1
-RUN_REQUIRED = ("u", "loss", "nuclear_norm", "singular_values", "crossing_step")
-RUN_ATTRS = ("dataset", "depth", "eta", "delta", "seed", "init", "width", "status")
+BLOCK_REQUIRED = ("u", "loss", "crossing_step", "status", "stop_step")
+BLOCK_ATTRS = ("dataset", "settings", "stats_hash", "code_hash")
 
 
 class StoreError(RuntimeError):
-    """A store is missing, incomplete or damaged."""
+    """A store is missing, incomplete, damaged or not the one expected."""
+
+
+def recompute_hint(path: str | os.PathLike) -> str:
+    """How to recompute a store that cannot be used."""
+    return f"delete it (rm -r {path}) and rerun the pipeline (make run) to recompute it"
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove temporaries of ``path`` left by dead writers on this host."""
+    host = socket.gethostname()
+    for stale in path.parent.glob(f"{path.name}.tmp-*"):
+        parts = stale.name.rsplit(".tmp-", 1)[1].split("~")
+        if len(parts) != 3 or parts[0] != host:
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(
+                missing_ok=True
+            )
+        except (PermissionError, ValueError):
+            continue
 
 
 def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a temporary sibling of ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f"{path.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    _remove_stale_temporaries(path)
+    tmp = path.with_name(
+        f"{path.name}.tmp-{socket.gethostname()}~{os.getpid()}~{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        write(tmp)
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
     return path
 
 
+def _encoded(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
+    """``ds`` ready for Zarr 3: text as variable-length strings, every array checksummed."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    ds = ds.copy()
+    for name, var in ds.variables.items():
+        var.encoding = {}
+        if var.dtype.kind == "U":
+            ds[name] = var.astype(object)
+    encoding: dict[str, dict[str, Any]] = {}
+    for name, var in ds.variables.items():
+        encoding[name] = {"compressors": [ZstdCodec(level=3), Crc32cCodec()]}
+        if var.chunks is None and var.ndim:  # numpy-backed: one chunk, one file
+            encoding[name]["chunks"] = var.shape
+    return ds, encoding
+
+
+def _to_directory(ds: xr.Dataset, path: Path) -> None:
+    ds, encoding = _encoded(ds)
+    with warnings.catch_warnings():
+        # Consolidated metadata (one read opens the store; what xarray looks for first) is
+        # zarr-python's extension of format 3, and zarr says so on every write.
+        warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
+        ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
+
+
 def write_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to a Zarr store at ``path`` atomically (temporary dir + rename).
+    """Write ``ds`` to a Zarr 3 directory store at ``path`` atomically.
 
     Parameters
     ----------
     ds : xarray.Dataset
+        Numpy- or Dask-backed; Dask chunks become Zarr chunks.
     path : path-like
         Final location; an existing store there is replaced.
-
-    Returns
-    -------
-    Path
     """
-    for var in ds.variables.values():
-        var.encoding = {}
-    return _atomic(path, lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True))
-
-
-def _to_xarray(variables: Variables, attrs: dict[str, Any]) -> xr.Dataset:
-    import xarray as xr
-
-    coords = {name: spec for name, spec in variables.items() if spec[0] == (name,)}
-    data = {name: spec for name, spec in variables.items() if name not in coords}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
-
-
-def _recompute_hint(path: Path) -> str:
-    return f"delete it (rm -r {path}) and rerun the pipeline to recompute it"
+    return _atomic(path, lambda tmp: _to_directory(ds, tmp))
 
 
 def _check_final(path: Path, what: str) -> None:
-    """Refuse a temporary directory of an unfinished write, and a missing store."""
     if ".tmp-" in path.name:
         raise StoreError(
-            f"{path} is the temporary directory of an unfinished or interrupted write, "
-            f"not a {what} store; it is never read (the next write of "
-            f"{path.name.split('.tmp-')[0]} removes it)"
+            f"{path} is the temporary file of an unfinished or interrupted write, not a "
+            f"{what} store; it is never read"
         )
     if not path.exists():
         raise StoreError(f"{what} store {path} does not exist")
 
 
-def _verify(path: Path, what: str) -> bool:
-    """Check a store against its recorded content checksum (see lindyn.zarrio)."""
-    try:
-        return verify_group(path)
-    except IntegrityError as err:
-        raise StoreError(f"{what} store {path} is damaged: {err}; {_recompute_hint(path)}") from err
+def _text_as_object(ds: xr.Dataset) -> xr.Dataset:
+    """Zarr 3 reads text as numpy's variable-width strings; lindyn works with ``object``."""
+    for name, var in ds.variables.items():
+        if var.dtype.kind == "T":
+            ds[name] = var.astype(object)
+    return ds
 
 
-def _open(path: str | os.PathLike, what: str, lazy: bool = False) -> xr.Dataset:
-    """Open a store; ``lazy`` gives Dask arrays, otherwise numpy (no Dask import)."""
+def open_store(path: str | os.PathLike, what: str = "aggregated", lazy: bool = False) -> xr.Dataset:
+    """Open a Zarr directory store written by :func:`write_store`.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        The kind of store, for messages.
+    lazy : bool
+        Back the variables with Dask arrays instead of loading them (which
+        verifies every chunk's checksum).
+
+    Raises
+    ------
+    StoreError
+        If the store is missing or damaged, naming it and how to recompute it.
+    """
     import xarray as xr
 
     path = Path(path)
     _check_final(path, what)
     try:
-        return xr.open_zarr(path, consolidated=True, chunks={} if lazy else None)
-    except Exception as err:  # zarr raises many kinds for damaged stores
-        raise StoreError(
-            f"{what} store {path} cannot be read ({err}); {_recompute_hint(path)}"
-        ) from err
+        with warnings.catch_warnings():
+            # Snakemake leaves a timestamp file in directory outputs.
+            warnings.filterwarnings("ignore", "Object at .snakemake_timestamp")
+            ds = xr.open_zarr(path, consolidated=True, chunks={} if lazy else None)
+            return _text_as_object(ds if lazy else ds.load())
+    except Exception as err:  # zarr and the crc32c codec raise many kinds for damaged stores
+        raise StoreError(f"{what} store {path} is damaged ({err}); {recompute_hint(path)}") from err
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def _zip_directory(ds: xr.Dataset, path: Path) -> None:
+    """The Zarr store of ``ds`` as one Zip file (the layout zarr's ZipStore reads)."""
+    directory = path.with_name(path.name + ".dir")
+    try:
+        _to_directory(ds, directory)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+            for member in sorted(directory.rglob("*")):
+                if member.is_file():
+                    archive.write(member, member.relative_to(directory).as_posix())
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def write_block(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write a block of runs (a :func:`lindyn.sweep` Dataset) as one Zip store, atomically.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    path : path-like
+        Final location, by convention ``*.zarr.zip``.
+    """
+    return _atomic(path, lambda tmp: _zip_directory(ds, tmp))
+
+
+def open_block(
+    path: str | os.PathLike,
+    expected: Mapping[str, Any] | None = None,
+    verify: bool = True,
+) -> xr.Dataset:
+    """Open a block store lazily (Dask arrays), checking that it is the right, whole block.
+
+    Parameters
+    ----------
+    path : path-like
+    expected : mapping, optional
+        What the block must hold: attribute values (``dataset``, ``settings``,
+        ``stats_hash``), scalar coordinates (``init``, ``width``) and the values
+        of its grid axes (``depth``, ``eta``, ``delta``, ``seed``).
+    verify : bool
+        Check every member's CRC-32 first (reads the file once).
+
+    Raises
+    ------
+    StoreError
+        If the block is missing, damaged, incomplete or not the expected one;
+        the message names the store and how to recompute it.
+    """
+    import xarray as xr
+    from zarr.storage import ZipStore
+
+    path = Path(path)
+    _check_final(path, "block")
+    try:
+        if verify:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                raise StoreError(f"member {bad} fails its CRC-32 check")
+        ds = _text_as_object(xr.open_zarr(ZipStore(path, mode="r"), consolidated=True, chunks={}))
+    except (StoreError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise StoreError(f"block store {path} is damaged ({err}); {recompute_hint(path)}") from err
+    missing = [v for v in BLOCK_REQUIRED if v not in ds] + [
+        a for a in BLOCK_ATTRS if a not in ds.attrs
+    ]
+    if missing:
+        raise StoreError(f"block store {path} lacks {', '.join(missing)}; {recompute_hint(path)}")
+    for key, want in (expected or {}).items():
+        if key in ds.dims:
+            have = ds[key].values.tolist()
+        elif key in ds.coords:
+            have = ds[key].values.item()
+        else:
+            have = ds.attrs.get(key)
+        if have != want:
+            raise StoreError(
+                f"block store {path} holds {key}={have!r} where the configuration asks for "
+                f"{want!r}; {recompute_hint(path)}"
+            )
+    return ds
 
 
 # ---------------------------------------------------------------- statistics
 
 
-def _stats_content(stats: Stats) -> tuple[dict[str, Any], dict[str, Any]]:
+def stats_dataset(stats: Stats) -> xr.Dataset:
+    """The statistics store's content as an :class:`xarray.Dataset`."""
+    import xarray as xr
+
     d, p, m = stats.d, stats.p, stats.m
     variables: dict[str, Any] = {
-        "component": (("component",), np.arange(1, m + 1), {}),
-        "feature": (("feature",), np.arange(d), {}),
-        "feature_": (("feature_",), np.arange(d), {}),
-        "target": (("target",), np.arange(p), {}),
-        "eig": (("eig",), np.arange(1, d + 1), {}),
-        "u_basis": (("u_basis",), np.arange(1, d + 1), {}),
-        "v_basis": (("v_basis",), np.arange(1, p + 1), {}),
-        "rrr_index": (("rrr_index",), np.arange(1, p + 1), {}),
         "sigma_x": (("feature", "feature_"), stats.sigma_x, {"long_name": "Σx = XᵀX/n"}),
         "sigma_xy": (("feature", "target"), stats.sigma_xy, {"long_name": "Σxy = XᵀY/n"}),
         "mu": (("eig",), stats.mu, {"long_name": "eigenvalues of Σx (descending)"}),
@@ -203,6 +335,16 @@ def _stats_content(stats: Stats) -> tuple[dict[str, Any], dict[str, Any]]:
             {"long_name": "XᵀX_clean/n"},
         )
         variables["cc"] = ((), stats.cc, {"long_name": "tr(X_cleanᵀX_clean)/n"})
+    coords = {
+        "component": np.arange(1, m + 1),
+        "feature": np.arange(d),
+        "feature_": np.arange(d),
+        "target": np.arange(p),
+        "eig": np.arange(1, d + 1),
+        "u_basis": np.arange(1, d + 1),
+        "v_basis": np.arange(1, p + 1),
+        "rrr_index": np.arange(1, p + 1),
+    }
     attrs = {
         "kind": "lindyn.stats",
         "dataset": stats.meta.get("label") or stats.meta.get("name", ""),
@@ -212,30 +354,26 @@ def _stats_content(stats: Stats) -> tuple[dict[str, Any], dict[str, Any]]:
         "center": str(stats.meta.get("center", "")),
         **provenance(),
     }
-    return variables, attrs
-
-
-def stats_dataset(stats: Stats) -> xr.Dataset:
-    """The statistics store's content as an :class:`xarray.Dataset`."""
-    return _to_xarray(*_stats_content(stats))
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
 def write_stats(stats: Stats, path: str | os.PathLike) -> Path:
     """Write a statistics store atomically."""
-    return _atomic(path, lambda tmp: write_group(tmp, *_stats_content(stats)))
+    return write_store(stats_dataset(stats), path)
 
 
 def read_stats(path: str | os.PathLike) -> Stats:
-    """Load a statistics store (without xarray, for fast job start-up).
+    """Load a statistics store, checking its content against its recorded hash.
 
     Raises
     ------
     StoreError
         If the store is missing, damaged, or its content no longer matches its hash.
     """
-    _check_final(Path(path), "statistics")
+    path = Path(path)
+    ds = open_store(path, "statistics")
     try:
-        arrays, attrs = read_group(path)
+        arrays = {name: ds[name].values for name in ds.data_vars}
         stats = Stats(
             sigma_x=arrays["sigma_x"],
             sigma_xy=arrays["sigma_xy"],
@@ -255,204 +393,14 @@ def read_stats(path: str | os.PathLike) -> Stats:
             rrr_gain=arrays["rrr_gain"],
             sigma_xc=arrays.get("sigma_xc"),
             cc=float(arrays["cc"]) if "cc" in arrays else None,
-            meta=json.loads(attrs["dataset_meta"]),
+            meta=json.loads(ds.attrs["dataset_meta"]),
         )
-    except Exception as err:  # zarr raises many kinds for damaged stores
+    except (KeyError, ValueError, TypeError) as err:
         raise StoreError(
-            f"statistics store {path} is damaged ({err!r}); delete it and rerun"
+            f"statistics store {path} is incomplete ({err!r}); {recompute_hint(path)}"
         ) from err
-    if stats.stats_hash != attrs.get("stats_hash"):
+    if stats.stats_hash != ds.attrs.get("stats_hash"):
         raise StoreError(
-            f"statistics store {path} does not match its recorded hash; delete it and rerun"
+            f"statistics store {path} does not match its recorded hash; {recompute_hint(path)}"
         )
     return stats
-
-
-# ---------------------------------------------------------------- runs
-
-
-def _run_content(
-    record: RunRecord, stats: Stats, dataset: str | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    from lindyn.simulate import FRACTIONS
-
-    c = record.u.shape[1]
-    K = record.dist_seq.shape[1]
-    sv = record.singular_values
-    variables: dict[str, Any] = {
-        "step": (
-            ("step",),
-            record.log_steps,
-            {"long_name": "gradient-descent step", "units": "steps"},
-        ),
-        "component": (("component",), np.arange(1, c + 1), {"long_name": "component (by s_i)"}),
-        "sv_index": (("sv_index",), np.arange(1, sv.shape[1] + 1), {}),
-        "k": (("k",), np.arange(1, K + 1), {"long_name": "rank k of the target solution"}),
-        "fraction": (("fraction",), np.asarray(FRACTIONS), {"long_name": "f in u_i ≥ f·ρ_i"}),
-        "u": (
-            ("step", "component"),
-            record.u,
-            {"long_name": "u_i(t) = U_iᵀ W(t) V_i", "units": "1"},
-        ),
-        "loss": (("step",), record.loss, {"long_name": "loss 1/(2n)‖Y − XW‖²"}),
-        "nuclear_norm": (("step",), sv.sum(axis=1), {"long_name": "‖W(t)‖_*"}),
-        "frobenius_norm_sq": (("step",), (sv**2).sum(axis=1), {"long_name": "‖W(t)‖²_F"}),
-        "singular_values": (("step", "sv_index"), sv, {"long_name": "singular values of W(t)"}),
-        "dist_seq": (("step", "k"), record.dist_seq, {"long_name": "‖W(t) − W_k^seq‖_F"}),
-        "dist_rrr": (("step", "k"), record.dist_rrr, {"long_name": "‖W(t) − W_k^RRR‖_F"}),
-        "crossing_step": (
-            ("component", "fraction"),
-            record.crossing_step,
-            {"long_name": "first step with u_i ≥ f·ρ_i (exact; NaN: never)", "units": "steps"},
-        ),
-        "bound_violation": (
-            ("component",),
-            record.bound_violation,
-            {"long_name": "max over steps of Theorem 3 envelope violation / ρ_i (depth 2)"},
-        ),
-        "u_final": (("component",), record.u_final, {"long_name": "u_i at the stop step"}),
-        "s": (("component",), stats.s[:c], {"long_name": "s_i"}),
-        "lam": (("component",), stats.lam[:c], {"long_name": "λ_i"}),
-        "rho": (("component",), stats.rho[:c], {"long_name": "ρ_i"}),
-    }
-    if record.recon_error is not None:
-        variables["recon_error"] = (
-            ("step",),
-            record.recon_error,
-            {"long_name": "clean-signal reconstruction error ‖X_clean − XW‖²/n"},
-        )
-    spec = record.spec
-    attrs = {
-        "kind": "lindyn.run",
-        "schema_version": RUN_SCHEMA_VERSION,
-        "dataset": dataset or stats.meta.get("label") or stats.meta.get("name", ""),
-        "depth": int(spec.depth),
-        "eta": float(spec.eta),
-        "delta": float(spec.delta),
-        "seed": int(spec.seed),
-        "init": spec.init,
-        "width": int(record.width),
-        "status": record.status,
-        "stop_step": int(record.stop_step),
-        "loss_final": record.loss_final,
-        "loss_target": record.loss_target,
-        "params": json.dumps(record.params, sort_keys=True),
-        "stats_hash": stats.stats_hash,
-        "data_hash": stats.meta.get("data_hash", ""),
-        "eps_a1": stats.eps_a1,
-        "elapsed_seconds": record.elapsed_seconds,
-        **provenance(),
-    }
-    return variables, attrs
-
-
-def run_dataset(record: RunRecord, stats: Stats, dataset: str | None = None) -> xr.Dataset:
-    """One run's store content as an :class:`xarray.Dataset`.
-
-    Parameters
-    ----------
-    record : RunRecord
-        Output of :func:`lindyn.simulate.run_cells`.
-    stats : Stats
-        The dataset's statistics (for component spectra and provenance).
-    dataset : str, optional
-        The dataset's name in the grid (default: its label or loader name).
-    """
-    return _to_xarray(*_run_content(record, stats, dataset))
-
-
-def write_run(
-    record: RunRecord, stats: Stats, path: str | os.PathLike, dataset: str | None = None
-) -> Path:
-    """Write a run store atomically (without importing xarray)."""
-    return _atomic(path, lambda tmp: write_group(tmp, *_run_content(record, stats, dataset)))
-
-
-@dataclass(frozen=True)
-class RunArrays:
-    """A run store read into memory without xarray (for fast aggregation).
-
-    Attributes
-    ----------
-    values : dict of ndarray
-        Every array, coordinates included.
-    dims : dict of tuple of str
-        Each array's dimensions.
-    var_attrs : dict of dict
-        Each array's attributes (long names, units).
-    attrs : dict
-        The store's attributes.
-    """
-
-    values: dict[str, np.ndarray]
-    dims: dict[str, tuple[str, ...]]
-    var_attrs: dict[str, dict[str, Any]]
-    attrs: dict[str, Any]
-
-
-def read_run_arrays(path: str | os.PathLike) -> RunArrays:
-    """Read and verify a whole run store (checksum, required variables and attrs).
-
-    Raises
-    ------
-    StoreError
-        Naming the store and how to recompute it.
-    """
-    path = Path(path)
-    _check_final(path, "run")
-    try:
-        values, array_attrs, attrs = read_verified(path)
-    except IntegrityError as err:
-        raise StoreError(f"run store {path} is damaged: {err}; {_recompute_hint(path)}") from err
-    missing = [v for v in RUN_REQUIRED if v not in values] + [
-        a for a in RUN_ATTRS if a not in attrs
-    ]
-    if missing:
-        raise StoreError(f"run store {path} lacks {', '.join(missing)}; {_recompute_hint(path)}")
-    dims = {name: tuple(a.get("_ARRAY_DIMENSIONS", ())) for name, a in array_attrs.items()}
-    var_attrs = {
-        name: {k: v for k, v in a.items() if k != "_ARRAY_DIMENSIONS"}
-        for name, a in array_attrs.items()
-    }
-    return RunArrays(values=values, dims=dims, var_attrs=var_attrs, attrs=attrs)
-
-
-def read_run(
-    path: str | os.PathLike, load: bool = False, lazy: bool = False, verify: bool | None = None
-) -> xr.Dataset:
-    """Open a run store, checking that it is complete.
-
-    Parameters
-    ----------
-    path : path-like
-    load : bool
-        Load the values into memory (which also detects unreadable chunks).
-    lazy : bool
-        Back the variables with Dask arrays.
-    verify : bool, optional
-        Check the store's content against the checksum recorded when it was
-        written (reads it once more; about a millisecond for a run store).
-        Detects deleted or truncated chunks and edited metadata. Default: ``load``.
-
-    Raises
-    ------
-    StoreError
-        If the store is missing, incomplete or damaged; the message names the
-        store and how to recompute it.
-    """
-    path = Path(path)
-    if verify if verify is not None else load:
-        _check_final(path, "run")
-        _verify(path, "run")
-    ds = _open(path, "run", lazy=lazy)
-    missing = [v for v in RUN_REQUIRED if v not in ds] + [a for a in RUN_ATTRS if a not in ds.attrs]
-    if missing:
-        raise StoreError(f"run store {path} lacks {', '.join(missing)}; {_recompute_hint(path)}")
-    if load:
-        try:
-            ds = ds.load()
-        except Exception as err:
-            raise StoreError(
-                f"run store {path} has damaged data ({err}); {_recompute_hint(path)}"
-            ) from err
-    return ds

@@ -16,20 +16,27 @@ from conftest import TINY_CONFIG, run_snakemake
 
 import lindyn
 from lindyn import provenance, query
-from lindyn.store import read_run
+from lindyn.blocks import plan_blocks, scheduled_cells
+from lindyn.store import open_block
 
 pytestmark = pytest.mark.slow
 
 
-def planned_jobs(workdir) -> dict[str, int]:
-    """Snakemake's own dry-run plan: rule -> number of jobs."""
+def planned_jobs(workdir) -> tuple[dict[str, int], int]:
+    """Snakemake's own dry-run plan: rule -> number of jobs, and the cells to simulate."""
     proc = run_snakemake(workdir, "-n")
     table = re.search(r"Job stats:\n(.*?)\n\n", proc.stdout, re.DOTALL)
     if table is None:
         assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout
-        return {}
+        return {}, 0
     rows = (line.split() for line in table.group(1).splitlines()[2:])
-    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[0] != "total"}
+    jobs = {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[0] != "total"}
+    cells = sum(cells for _, cells in scheduled_cells(proc.stdout).values())
+    return jobs, cells
+
+
+def grid_size(config) -> int:
+    return sum(block.cells for name in config["datasets"] for block in plan_blocks(config, name))
 
 
 @pytest.fixture
@@ -43,65 +50,81 @@ def _write_config(workdir, config):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def test_adding_a_grid_value_schedules_only_new_cells(copy_of_pipeline):
-    config = copy.deepcopy(TINY_CONFIG)
-    config["grid"]["eta"].append(0.05)
-    _write_config(copy_of_pipeline, config)
-    plan = planned_jobs(copy_of_pipeline)
-    # per dataset: 2 depths × (aligned + 1 random seed) × 1 new η × 2 δ
-    assert plan["simulate"] == 3 * 2 * 2 * 1 * 2
-    assert plan["aggregate"] == 3
-    assert "dataset_stats" not in plan
-
-
-def test_adding_a_seed_schedules_only_random_init_cells(copy_of_pipeline):
-    config = copy.deepcopy(TINY_CONFIG)
-    config["grid"]["seed"].append(7)
-    _write_config(copy_of_pipeline, config)
-    plan = planned_jobs(copy_of_pipeline)
-    assert plan["simulate"] == 3 * 2 * 1 * 2 * 2  # datasets × depths × random × η × δ
-    assert "dataset_stats" not in plan
+@pytest.mark.parametrize("axis", ["eta", "delta", "seed"])
+@pytest.mark.parametrize("tile", [2, 4])
+def test_appending_a_value_simulates_at_most_tile_times_the_new_cells(copy_of_pipeline, axis, tile):
+    """The README's rule: at most (tile size) × the new cells; exactly the new ones if the
+    last tile along the axis was full."""
+    before = copy.deepcopy(TINY_CONFIG)
+    before["blocks"] = {axis: tile}
+    _write_config(copy_of_pipeline, before)
+    if tile != 4:  # a new tiling: every block is new
+        run_snakemake(copy_of_pipeline)
+    after = copy.deepcopy(before)
+    after["grid"][axis].append({"eta": 0.05, "delta": 5.0, "seed": 7}[axis])
+    _write_config(copy_of_pipeline, after)
+    jobs, cells = planned_jobs(copy_of_pipeline)
+    new = grid_size(after) - grid_size(before)
+    last_tile_full = len(before["grid"][axis]) % tile == 0
+    assert cells == new if last_tile_full else new < cells <= tile * new
+    assert jobs["aggregate"] == 3 and "dataset_stats" not in jobs
+    if axis == "seed":  # the aligned init has no seed: its blocks are untouched
+        assert jobs["simulate"] == 3
 
 
 def test_dataset_option_change_recomputes_that_dataset_only(copy_of_pipeline):
     config = copy.deepcopy(TINY_CONFIG)
     config["datasets"]["digits"]["options"]["n"] = 300
     _write_config(copy_of_pipeline, config)
-    plan = planned_jobs(copy_of_pipeline)
-    assert plan["dataset_stats"] == 1
-    assert plan["simulate"] == 16
-    assert plan["aggregate"] == 1
+    jobs, cells = planned_jobs(copy_of_pipeline)
+    assert jobs["dataset_stats"] == 1
+    assert cells == 16 and jobs["simulate"] == 2
+    assert jobs["aggregate"] == 1
 
 
 def test_step_budget_change_recomputes_runs_and_says_why(copy_of_pipeline):
     config = copy.deepcopy(TINY_CONFIG)
     config["max_steps"] = 1500
     _write_config(copy_of_pipeline, config)
-    assert planned_jobs(copy_of_pipeline)["simulate"] == 48
+    assert planned_jobs(copy_of_pipeline)[1] == 48
     proc = run_snakemake(copy_of_pipeline, "--list-changes", "params")
-    changed = [line for line in proc.stdout.splitlines() if line.startswith("results/runs/")]
-    assert len(changed) == 48
+    changed = [line for line in proc.stdout.splitlines() if line.startswith("results/blocks/")]
+    assert len(changed) == 6
+
+
+def test_plan_command_counts_cells_before_running(copy_of_pipeline):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["grid"]["delta"].append(4.0)
+    _write_config(copy_of_pipeline, config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lindyn", "plan"],
+        cwd=copy_of_pipeline,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "total: 72 cells in 6 blocks to simulate"
 
 
 def test_cosmetic_changes_recompute_no_simulation(copy_of_pipeline):
     config_text = (copy_of_pipeline / "config.yaml").read_text()
     (copy_of_pipeline / "config.yaml").write_text("# a comment\n" + config_text)
-    assert planned_jobs(copy_of_pipeline) == {}
+    assert planned_jobs(copy_of_pipeline) == ({}, 0)
     script = copy_of_pipeline / "workflow/scripts/aggregate.py"
     script.write_text(script.read_text() + "\n# restyled\n")
-    plan = planned_jobs(copy_of_pipeline)
-    assert "simulate" not in plan and "dataset_stats" not in plan
+    plan, cells = planned_jobs(copy_of_pipeline)
+    assert "simulate" not in plan and "dataset_stats" not in plan and cells == 0
     assert plan["aggregate"] == 3
 
 
-def test_open_results_and_query_match_run_stores(tiny_pipeline):
+def test_open_results_and_query_match_block_stores(tiny_pipeline):
     tree = lindyn.open_results(tiny_pipeline / "results")
     assert set(tree.children) == set(TINY_CONFIG["datasets"])
     phase = tree["commuting/phase_times"].ds
-    run = read_run(
-        tiny_pipeline / "results/runs/commuting/depth2/width3/random/seed0/eta0.2_delta3.0.zarr",
-        load=True,
-    )
+    block = open_block(
+        tiny_pipeline / "results/blocks/commuting/random_w3_L0_e0_d0_s0.zarr.zip"
+    ).load()
+    run = block.sel(depth=2, seed=0, eta=0.2, delta=3.0)
     sel = dict(depth=2, width=3, init="random", seed=0, eta=0.2, delta=3.0)
     np.testing.assert_array_equal(
         phase["t_measured"].sel(**sel).values, run["crossing_step"].values

@@ -7,42 +7,59 @@ import re
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, run_snakemake
 
 from lindyn import theory
-from lindyn.config import grid_cells
-from lindyn.store import read_run, read_stats
+from lindyn.blocks import block_path, plan_blocks, scheduled_cells
+from lindyn.store import open_block, read_stats
+from lindyn.sweep import sweep
 
 pytestmark = pytest.mark.slow
 
-RUN_DIMS = {"step", "component", "sv_index", "k", "fraction"}
-RUN_ATTRS = {"dataset", "depth", "eta", "delta", "seed", "init", "width", "status"}
+CELL_DIMS = ("depth", "eta", "delta", "seed")
 
 
-def _run_path(workdir, cell):
-    return workdir / (
-        "results/runs/{dataset}/depth{depth}/width{width}/{init}/seed{seed}/"
-        "eta{eta}_delta{delta}.zarr".format(**cell)
-    )
-
-
-def test_every_cell_has_a_complete_store(tiny_pipeline):
+def test_every_block_has_a_complete_store(tiny_pipeline):
+    results = tiny_pipeline / "results"
     for dataset in TINY_CONFIG["datasets"]:
-        cells = grid_cells(TINY_CONFIG, dataset)
-        assert len(cells) == 2 * 2 * 2 * 2
-        for cell in cells:
-            ds = read_run(_run_path(tiny_pipeline, cell))
-            assert RUN_DIMS <= set(ds.dims)
-            assert RUN_ATTRS <= set(ds.attrs)
-            assert ds.attrs["status"] in {"converged", "max_steps", "diverged"}
-            assert ds.attrs["depth"] == int(cell["depth"])
-            assert ds.attrs["eta"] == float(cell["eta"])
+        blocks = plan_blocks(TINY_CONFIG, dataset)
+        assert sum(block.cells for block in blocks) == 2 * 2 * 2 * (1 + 1)
+        for block in blocks:
+            ds = open_block(tiny_pipeline / block_path(block), block.expected())
+            assert set(ds["status"].values.ravel()) <= {"converged", "max_steps", "diverged"}
+            # the aligned init has no seed axis
+            assert ("seed" in ds.dims) == (block.init == "random")
+            assert ds["u"].dims == (*[d for d in CELL_DIMS if d in ds.dims], "step", "component")
             assert ds["step"].attrs["units"] == "steps"
-            assert ds["u"].dims == ("step", "component")
-            assert ds.attrs["stats_hash"] and ds.attrs["lindyn_version"]
-    assert not list((tiny_pipeline / "results").rglob("*.tmp-*"))
+            assert ds.attrs["stats_hash"] and ds.attrs["lindyn_version"] and ds.attrs["code_hash"]
+    assert not list(results.rglob("*.tmp-*"))
+    # One file per block: far fewer files than runs.
+    assert len(list((results / "blocks").rglob("*"))) - len(TINY_CONFIG["datasets"]) == 6
+
+
+def test_block_equals_the_library_sweep(tiny_pipeline):
+    """A block job runs exactly what `lindyn.sweep` returns in a notebook."""
+    stats = read_stats(tiny_pipeline / "results/datasets/digits.zarr")
+    (block,) = [b for b in plan_blocks(TINY_CONFIG, "digits") if b.init == "random"]
+    stored = open_block(tiny_pipeline / block_path(block)).load()
+    again = sweep(
+        stats,
+        block.depth,
+        block.eta,
+        block.delta,
+        block.init,
+        block.seed,
+        block.width,
+        max_steps=TINY_CONFIG["max_steps"],
+        log_density=TINY_CONFIG["log_density"],
+        tol=TINY_CONFIG["tol"],
+        max_components=TINY_CONFIG["max_components"],
+    )
+    for name in ("u", "loss", "singular_values", "crossing_step", "status", "stop_step"):
+        np.testing.assert_array_equal(stored[name].values, again[name].values)
 
 
 def test_statistics_store(tiny_pipeline):
@@ -54,22 +71,31 @@ def test_statistics_store(tiny_pipeline):
     assert {"s", "lam", "eps_a1", "eps_iso"} <= set(ds.data_vars)
 
 
-def test_aggregate_equals_run_stores(tiny_pipeline):
+def test_aggregate_equals_block_stores(tiny_pipeline):
     agg = xr.open_zarr(tiny_pipeline / "results/aggregate/digits/trajectories.zarr")
     assert {"depth", "width", "eta", "delta", "init", "seed"} <= set(agg.dims)
-    for cell in grid_cells(TINY_CONFIG, "digits")[::5]:
-        run = read_run(_run_path(tiny_pipeline, cell), load=True)
-        sel = agg.sel(
-            depth=int(cell["depth"]),
-            width=int(cell["width"]),
-            init=cell["init"],
-            seed=int(cell["seed"]),
-            eta=float(cell["eta"]),
-            delta=float(cell["delta"]),
-        )
-        for name in ("u", "loss", "singular_values", "crossing_step"):
-            np.testing.assert_array_equal(sel[name].values, run[name].values)
-        assert str(sel["status"].values) == run.attrs["status"]
+    for block in plan_blocks(TINY_CONFIG, "digits"):
+        stored = open_block(tiny_pipeline / block_path(block)).load()
+        sel = agg.sel(init=block.init, width=block.width, depth=list(block.depth))
+        sel = sel.sel(eta=list(block.eta), delta=list(block.delta))
+        sel = sel.sel(seed=list(block.seed)) if block.seed else sel.sel(seed=0)
+        for name in ("u", "loss", "singular_values", "crossing_step", "status"):
+            np.testing.assert_array_equal(
+                sel[name].transpose(*stored[name].dims).values, stored[name].values
+            )
+
+
+def test_tables_list_runs_only(tiny_pipeline):
+    """No phantom cells: the aligned init has no seed, tables never list it under one."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config["grid"]["seed"] = [0, 1]
+    workdir = make_workdir(tiny_pipeline.parent / "two_seeds", config)
+    run_snakemake(workdir, "results/aggregate/commuting/phase_times.zarr")
+    frame = pd.read_csv(workdir / "results/aggregate/commuting/phase_times.csv")
+    aligned = frame[frame["init"] == "aligned"]
+    assert set(aligned["seed"]) == {0} and len(aligned)
+    assert set(frame.loc[frame["init"] == "random", "seed"]) == {0, 1}
+    assert "missing" not in set(frame["status"])
 
 
 def test_phase_times_and_bounds_recomputed_independently(tiny_pipeline):
@@ -120,8 +146,9 @@ def test_default_config_dry_run_is_fast(tmp_path):
     proc = run_snakemake(workdir, "-n")
     elapsed = time.perf_counter() - start
     assert elapsed < 30, f"dry run took {elapsed:.1f} s"
-    # 4 datasets × 4 depths × 4 η × 4 δ × (aligned + 2 random seeds)
-    assert re.search(r"^simulate\s+768$", proc.stdout, re.MULTILINE), proc.stdout[-2000:]
+    # 4 datasets × (aligned + random): 768 cells in 8 blocks
+    assert re.search(r"^simulate\s+8$", proc.stdout, re.MULTILINE), proc.stdout[-2000:]
+    assert sum(cells for _, cells in scheduled_cells(proc.stdout).values()) == 768
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 rule aggregate:
-    """Combine a dataset's runs with Dask; phase times, bounds and path metrics."""
+    """Combine a dataset's blocks with Dask; phase times, bounds and path metrics."""
     input:
         stats="results/datasets/{dataset}.zarr",
-        runs=lambda wildcards: run_paths(wildcards.dataset),
+        blocks=lambda wildcards: block_paths(wildcards.dataset),
     output:
         trajectories=directory("results/aggregate/{dataset}/trajectories.zarr"),
         phase_times=directory("results/aggregate/{dataset}/phase_times.zarr"),
@@ -12,6 +12,8 @@ rule aggregate:
         "results/logs/aggregate/{dataset}.log",
     conda:
         "../envs/lindyn.yaml"
-    threads: config.get("aggregate", {}).get("workers", 1)
+    threads: config["aggregate"]["workers"]
+    params:
+        blocks=lambda wildcards: list(BLOCKS[wildcards.dataset].values()),
     script:
         "../scripts/aggregate.py"

@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
 from lindyn.config import (
     ConfigError,
     check_config,
@@ -29,27 +30,33 @@ except (WorkflowError, ConfigError) as err:
 # Jobs run `python -m lindyn` with the interpreter that runs Snakemake (the
 # project's virtual environment), without naming it in any rule's params.
 shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
-RUN_PATTERN = (
-    "{dataset}/depth{depth}/width{width}/{init}/seed{seed}/eta{eta}_delta{delta}"
-)
 
 
 wildcard_constraints:
     dataset=r"[A-Za-z][A-Za-z0-9_]*",
-    depth=r"\d+",
-    width=r"\d+",
-    init=r"aligned|random",
-    seed=r"\d+",
-    eta=r"[0-9][0-9.e+-]*",
-    delta=r"-?[0-9][0-9.e+-]*",
+    block=BLOCK_PATTERN,
 
 
-def run_paths(dataset):
-    """Run stores of one dataset, one per grid cell."""
-    return [
-        f"results/runs/{RUN_PATTERN}.zarr".format(**cell)
-        for cell in grid_cells(config, dataset)
-    ]
+# The blocks of every dataset, planned once (lindyn.blocks): name -> Block.
+BLOCKS = {
+    dataset: {block.name: block for block in plan_blocks(config, dataset)}
+    for dataset in config["datasets"]
+}
+
+
+def block_paths(dataset):
+    """Block stores of one dataset."""
+    return [block_path(block) for block in BLOCKS[dataset].values()]
+
+
+def block_arguments(wildcards):
+    """The cells of a block as `lindyn sweep` arguments (a rerun trigger: params)."""
+    return BLOCKS[wildcards.dataset][wildcards.block].sweep_arguments()
+
+
+def block_cells(wildcards):
+    """Number of cells a block simulates (shown by `lindyn plan`)."""
+    return BLOCKS[wildcards.dataset][wildcards.block].cells
 
 
 def dataset_option_args(wildcards):

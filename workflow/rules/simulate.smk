@@ -1,29 +1,26 @@
 rule simulate:
-    """One grid cell: a gradient-descent run on a dataset's statistics store."""
+    """One block of grid cells: a sweep on a dataset's statistics store, one store."""
     input:
         stats="results/datasets/{dataset}.zarr",
     output:
-        directory(f"results/runs/{RUN_PATTERN}.zarr"),
+        "results/blocks/{dataset}/{block}.zarr.zip",
     log:
-        f"results/logs/runs/{RUN_PATTERN}.log",
-    # On a cluster, a dataset's cells are batched into jobs of this group (profile slurm,
-    # group-components); per dataset, so that one dataset's failure holds up no other's cells.
-    group:
-        "simulate_{dataset}"
+        "results/logs/blocks/{dataset}/{block}.log",
     conda:
         "../envs/lindyn.yaml"
-    threads: 1
+    threads: config["simulate"]["threads"]
+    resources:
+        cells=block_cells,
     params:
+        cells=block_arguments,
         max_steps=config["max_steps"],
         log_density=config["log_density"],
-        tol=config.get("tol", 1e-8),
-        max_components=config.get("max_components", 32),
+        tol=config["tol"],
+        max_components=config["max_components"],
     shell:
-        # one BLAS thread: the matrices are small and jobs run side by side
-        "OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads}"
-        " python -m lindyn simulate --stats {input.stats} --label {wildcards.dataset}"
-        " --depth {wildcards.depth} --width {wildcards.width} --init {wildcards.init}"
-        " --seed {wildcards.seed} --eta {wildcards.eta} --delta {wildcards.delta}"
-        " --max-steps {params.max_steps} --log-density {params.log_density}"
+        # BLAS and numba threads as Snakemake grants: several blocks run side by side
+        "OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads}"
+        " python -m lindyn sweep --stats {input.stats} --label {wildcards.dataset}"
+        " {params.cells} --max-steps {params.max_steps} --log-density {params.log_density}"
         " --tol {params.tol} --max-components {params.max_components}"
         " --out {output} > {log} 2>&1"

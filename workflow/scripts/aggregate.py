@@ -1,4 +1,4 @@
-"""Snakemake wrapper: aggregate one dataset's run stores (see lindyn.aggregate)."""
+"""Snakemake wrapper: aggregate one dataset's block stores (see lindyn.aggregate)."""
 
 import logging
 from pathlib import Path
@@ -9,7 +9,7 @@ from lindyn.aggregate import aggregate
 if __name__ == "__main__":
     logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
     aggregate(
-        run_paths=list(snakemake.input.runs),  # noqa: F821
+        blocks=list(zip(snakemake.input.blocks, snakemake.params.blocks, strict=True)),  # noqa: F821
         stats_path=snakemake.input.stats,  # noqa: F821
         out_dir=Path(snakemake.output.trajectories).parent,  # noqa: F821
         workers=snakemake.threads,  # noqa: F821

@@ -1,0 +1,167 @@
+"""The pipeline's unit of work: blocks of grid cells, tiled so that reruns stay small.
+
+A dataset's cells are split by initialisation (the aligned init has no seed
+axis) and then tiled along the grid axes by the *position* of each value in the
+configuration's lists: with tile sizes ``n_depth, n_eta, n_delta, n_seed``
+(config ``blocks``, default 4 each), block ``L{i}_e{j}_d{k}_s{l}`` holds depths
+``i·n_depth … (i+1)·n_depth − 1`` of the list, and so on. A block is one
+:func:`lindyn.sweep` call, one Snakemake job and one store.
+
+Why positions: appending a value to an axis leaves every existing tile unchanged
+except the last one along that axis, which gains the value. The pipeline then
+simulates the new cells plus the cells of that last tile that already existed:
+at most ``n_axis`` times the number of new cells (at most 4× with the default
+tiles), and exactly the new cells when the last tile was full. Inserting a value
+in the middle of a list, or reordering it, shifts every tile after it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lindyn.config import format_value
+
+__all__ = ["BLOCK_PATTERN", "Block", "block_path", "plan_blocks", "scheduled_cells"]
+
+# Wildcard constraint of a block's name (see Block.name).
+BLOCK_PATTERN = r"(aligned|random)_w\d+_L\d+_e\d+_d\d+(_s\d+)?"
+BLOCK_AXES = ("depth", "eta", "delta", "seed")
+DEFAULT_TILES = dict.fromkeys(BLOCK_AXES, 4)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a dataset's grid cells.
+
+    Attributes
+    ----------
+    dataset : str
+    init : {"aligned", "random"}
+    width : int
+    tile : tuple of int
+        Tile index along ``depth, eta, delta`` (and ``seed`` for the random init).
+    depth, eta, delta : tuple
+        The axis values of the block, in configuration order.
+    seed : tuple of int
+        Seeds (empty for the aligned init).
+    """
+
+    dataset: str
+    init: str
+    width: int
+    tile: tuple[int, ...]
+    depth: tuple[int, ...]
+    eta: tuple[float, ...]
+    delta: tuple[float, ...]
+    seed: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The block's file name stem, e.g. ``random_w10_L0_e1_d0_s0``."""
+        letters = "Leds"
+        parts = [f"{letter}{index}" for letter, index in zip(letters, self.tile, strict=False)]
+        return f"{self.init}_w{self.width}_" + "_".join(parts)
+
+    @property
+    def cells(self) -> int:
+        """Number of grid cells (runs) in the block."""
+        return len(self.depth) * len(self.eta) * len(self.delta) * max(len(self.seed), 1)
+
+    def sweep_arguments(self) -> str:
+        """The block's cells as arguments of ``lindyn sweep``."""
+        args = [
+            f"--init {self.init}",
+            f"--width {self.width}",
+            "--depth " + " ".join(map(str, self.depth)),
+            "--eta " + " ".join(format_value(float(v)) for v in self.eta),
+            "--delta " + " ".join(format_value(float(v)) for v in self.delta),
+        ]
+        if self.seed:
+            args.append("--seed " + " ".join(map(str, self.seed)))
+        return " ".join(args)
+
+    def expected(self) -> dict[str, Any]:
+        """What the block's store must hold (see :func:`lindyn.store.open_block`)."""
+        out: dict[str, Any] = {
+            "dataset": self.dataset,
+            "init": self.init,
+            "width": self.width,
+            "depth": list(self.depth),
+            "eta": [float(v) for v in self.eta],
+            "delta": [float(v) for v in self.delta],
+        }
+        if self.seed:
+            out["seed"] = list(self.seed)
+        return out
+
+
+def _tiles(values: Sequence[Any], size: int) -> list[tuple[Any, ...]]:
+    return [tuple(values[i : i + size]) for i in range(0, len(values), size)]
+
+
+def plan_blocks(config: Mapping[str, Any], dataset: str) -> list[Block]:
+    """Every block of one dataset's grid, in a stable order.
+
+    Parameters
+    ----------
+    config : mapping
+        The validated pipeline configuration.
+    dataset : str
+        A key of ``config["datasets"]``.
+    """
+    grid = config["grid"]
+    tiles = {**DEFAULT_TILES, **config.get("blocks", {})}
+    width = int(config["datasets"][dataset].get("width", config["width"]))
+    depth = _tiles([int(v) for v in grid["depth"]], tiles["depth"])
+    eta = _tiles([float(v) for v in grid["eta"]], tiles["eta"])
+    delta = _tiles([float(v) for v in grid["delta"]], tiles["delta"])
+    seed = _tiles([int(v) for v in grid.get("seed", [0])], tiles["seed"])
+    blocks = []
+    for init in grid["init"]:
+        for i, depths in enumerate(depth):
+            for j, etas in enumerate(eta):
+                for k, deltas in enumerate(delta):
+                    if init == "aligned":
+                        blocks.append(Block(dataset, init, width, (i, j, k), depths, etas, deltas))
+                        continue
+                    for m, seeds in enumerate(seed):
+                        blocks.append(
+                            Block(dataset, init, width, (i, j, k, m), depths, etas, deltas, seeds)
+                        )
+    return blocks
+
+
+def block_path(block: Block, results: str = "results") -> str:
+    """Where a block's store lives."""
+    return f"{results}/blocks/{block.dataset}/{block.name}.zarr.zip"
+
+
+_SCHEDULED = re.compile(
+    r"^rule simulate:\n(?:    .*\n)*?    wildcards: dataset=(?P<dataset>\w+), block=\S+\n"
+    r"(?:    .*\n)*?    resources: .*?\bcells=(?P<cells>\d+)",
+    re.MULTILINE,
+)
+
+
+def scheduled_cells(dry_run: str) -> dict[str, tuple[int, int]]:
+    """Blocks and cells the simulate jobs of a Snakemake dry run would simulate.
+
+    Parameters
+    ----------
+    dry_run : str
+        The output of ``snakemake --dry-run`` (each job's ``resources`` line
+        carries its number of cells).
+
+    Returns
+    -------
+    dict
+        Dataset -> (blocks, cells) scheduled.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for match in _SCHEDULED.finditer(dry_run):
+        blocks, cells = out.get(match["dataset"], (0, 0))
+        out[match["dataset"]] = (blocks + 1, cells + int(match["cells"]))
+    return out

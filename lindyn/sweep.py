@@ -1,0 +1,524 @@
+"""Sweeps: many runs on one dataset, simulated together, returned as one xarray Dataset.
+
+:func:`sweep` is what a notebook calls and what a pipeline block job runs: the
+grid axes it is given (depth, η, δ and, for the random init, seed) become the
+dimensions of the returned :class:`xarray.Dataset`. Cells of the same depth (and
+width) share one engine (:mod:`lindyn.engines`, the compiled one when numba is
+installed), which advances them side by side. Each run stops on its own:
+
+* **converged** when the excess loss over the best loss reachable at its width
+  (reduced-rank regression of rank ``min(r, rank Σxy)``, THEORY §8) falls below
+  ``tol`` times its initial value;
+* **diverged** when the loss is not finite or exceeds ``DIVERGENCE_FACTOR``
+  times ``max(ℒ(0), tr(YᵀY)/n, 1)``, at the step where it happens;
+* **max_steps** otherwise.
+
+A stopped run is dropped from its engine (the others are repacked bit for bit),
+so it stops costing work and never disturbs the runs beside it.
+
+From every step the sweep keeps, per run, the exact first step at which
+``u_i ≥ f·ρ_i`` for ``f`` in :data:`FRACTIONS` and, at depth 2, the largest
+violation of Theorem 3's envelopes (relative to ``ρ_i``); at the logged steps
+(:func:`lindyn.gd.log_schedule`) it keeps ``u``, the loss, the singular values
+of ``W(t)``, its distances to ``W_k^seq`` and ``W_k^RRR`` and, for data with a
+clean signal, the reconstruction error. Nothing of size ``steps × runs`` is held.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lindyn import theory
+from lindyn.engines import make_engine
+from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule
+from lindyn.init import INIT_MODES, init_layers
+from lindyn.stats import Stats
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["FRACTIONS", "RunSettings", "simulate", "sweep"]
+
+FRACTIONS = (0.1, 0.5, 0.9)
+# Longest stretch of steps between two checks of the stopping rules.
+CHUNK = 256
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Settings shared by every run of a sweep.
+
+    Attributes
+    ----------
+    max_steps : int
+        Step budget.
+    log_density : int
+        Logged steps per decade (:func:`lindyn.gd.log_schedule`).
+    tol : float
+        Relative excess-loss tolerance of the convergence rule.
+    max_components : int
+        Track ``u_i`` for at most this many components.
+    """
+
+    max_steps: int = 10_000
+    log_density: int = 20
+    tol: float = 1e-8
+    max_components: int = 32
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid setting."""
+        for name in ("max_steps", "log_density", "max_components"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (np.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol must be a finite number > 0, got {self.tol!r}")
+
+
+@dataclass
+class _Batch:
+    """Per-run results of one engine's runs (leading axis: run)."""
+
+    u: np.ndarray  # (R, S, c) at the logged steps
+    loss: np.ndarray  # (R, S)
+    singular_values: np.ndarray  # (R, S, q)
+    distances: np.ndarray  # (R, S, K)
+    recon_error: np.ndarray | None  # (R, S)
+    crossing_step: np.ndarray  # (R, c, F), NaN: never
+    bound_violation: np.ndarray  # (R, c), NaN where Theorem 3 does not apply
+    u_final: np.ndarray  # (R, c)
+    loss_final: np.ndarray  # (R,)
+    status: np.ndarray  # (R,) str
+    stop_step: np.ndarray  # (R,) int
+
+
+class _Tracker:
+    """Accumulates the per-run results while an engine advances."""
+
+    def __init__(
+        self,
+        problem: EigenProblem,
+        stats: Stats,
+        etas: np.ndarray,
+        log_steps: np.ndarray,
+        loss_target: float,
+        tol: float,
+        theorem3: bool,
+    ) -> None:
+        R = etas.size
+        c = problem.U_obs.shape[1]
+        d, p = problem.S.shape
+        S, K = log_steps.size, problem.targets.shape[0]
+        self.problem, self.etas, self.tol, self.theorem3 = problem, etas, tol, theorem3
+        self.log_steps, self.loss_target = log_steps, loss_target
+        self.s, self.lam, self.rho = stats.s[:c], stats.lam[:c], stats.rho[:c]
+        self.thresholds = np.asarray(FRACTIONS)[:, None] * self.rho  # (F, c)
+        nan = np.nan
+        self.out = _Batch(
+            u=np.full((R, S, c), nan),
+            loss=np.full((R, S), nan),
+            singular_values=np.full((R, S, min(d, p)), nan),
+            distances=np.full((R, S, K), nan),
+            recon_error=None if problem.clean_cross is None else np.full((R, S), nan),
+            crossing_step=np.full((R, c, len(FRACTIONS)), nan),
+            bound_violation=np.full((R, c), nan),
+            u_final=np.full((R, c), nan),
+            loss_final=np.full(R, nan),
+            status=np.full(R, "max_steps", dtype=object),
+            stop_step=np.zeros(R, dtype=np.int64),
+        )
+        self.u0 = np.full((R, c), nan)
+        self.reference = self.blowup = None
+
+    def record_products(self, runs: np.ndarray, W: np.ndarray, log_index: int) -> None:
+        """Observables of the logged step ``log_index`` from the products of ``runs``."""
+        finite = np.all(np.isfinite(W), axis=(1, 2))
+        runs, W = runs[finite], W[finite]
+        if not runs.size:
+            return
+        out, problem = self.out, self.problem
+        out.singular_values[runs, log_index] = np.linalg.svd(W, compute_uv=False)
+        if problem.targets.shape[0]:
+            diff = W[:, None] - problem.targets[None]
+            out.distances[runs, log_index] = np.sqrt(np.einsum("rkjl,rkjl->rk", diff, diff))
+        if out.recon_error is not None:
+            out.recon_error[runs, log_index] = (
+                problem.cc
+                - 2 * np.einsum("jk,rjk->r", problem.clean_cross, W)
+                + np.einsum("j,rjk,rjk->r", problem.mu, W, W)
+            )
+
+    def record_steps(
+        self, runs: np.ndarray, start: int, loss: np.ndarray, u: np.ndarray, last: bool
+    ) -> np.ndarray:
+        """Take iterates ``start, start + 1, …`` of ``runs``; return which runs stopped.
+
+        ``last``: the chunk ends at the step budget, every run stops.
+        """
+        n = loss.shape[1]
+        out = self.out
+        if start == 0:
+            self.u0[runs] = u[:, 0]
+            first = loss[:, 0]
+            self.reference = np.maximum(first - self.loss_target, np.finfo(float).tiny)
+            self.blowup = DIVERGENCE_FACTOR * np.maximum(np.maximum(first, self.problem.yy), 1.0)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(loss) | (loss > self.blowup[runs, None])
+            good = (loss - self.loss_target) <= self.tol * self.reference[runs, None]
+        hit = bad | good
+        stopped = hit.any(axis=1)
+        end = np.where(stopped, hit.argmax(axis=1), n - 1)  # last iterate of each run here
+        ended = stopped | last
+        rows = np.flatnonzero(ended)
+        out.status[runs[stopped]] = np.where(bad[stopped, end[stopped]], "diverged", "converged")
+        out.stop_step[runs[ended]] = start + end[ended]
+        out.u_final[runs[ended]] = u[rows, end[rows]]
+        out.loss_final[runs[ended]] = loss[rows, end[rows]]
+
+        steps = start + np.arange(n)
+        valid = np.arange(n)[None, :] <= end[:, None]  # (R, n)
+        u = np.where(valid[..., None], u, np.nan)
+        in_chunk = np.flatnonzero((self.log_steps >= start) & (self.log_steps < start + n))
+        local = self.log_steps[in_chunk] - start
+        out.u[runs[:, None], in_chunk[None, :]] = u[:, local]
+        out.loss[runs[:, None], in_chunk[None, :]] = np.where(valid, loss, np.nan)[:, local]
+
+        # First crossings: the first step with u ≥ f·ρ (NaN never crosses).
+        reached = u[:, :, None, :] >= self.thresholds  # (R, n, F, c)
+        first = np.where(reached.any(axis=1), start + reached.argmax(axis=1), np.nan)
+        known = out.crossing_step[runs]
+        out.crossing_step[runs] = np.where(np.isnan(known), first.transpose(0, 2, 1), known)
+
+        if self.theorem3:
+            lower, upper = theory.theorem3_envelopes(
+                steps[None, :, None],
+                self.s,
+                self.lam,
+                self.u0[runs, None, :],
+                self.etas[runs, None, None],
+            )
+            with np.errstate(invalid="ignore"):
+                excess = np.fmax(np.fmax(lower - u, u - upper), 0.0) / self.rho
+                excess = np.where(np.isnan(lower) | ~valid[..., None], np.nan, excess)
+            # fmax skips NaN: the result is NaN only where the theorem never applies.
+            chunk_max = np.fmax.reduce(excess, axis=1)
+            out.bound_violation[runs] = np.fmax(out.bound_violation[runs], chunk_max)
+        return ended
+
+    def finish(self) -> _Batch:
+        # A diverged run's way to overflow says nothing about Theorem 3.
+        self.out.bound_violation[self.out.status == "diverged"] = np.nan
+        self.out.status = self.out.status.astype(str)
+        return self.out
+
+
+def _run_batch(
+    problem: EigenProblem,
+    stats: Stats,
+    layers0: Sequence[Sequence[np.ndarray]],
+    etas: np.ndarray,
+    settings: RunSettings,
+    loss_target: float,
+    kernel: str,
+    progress: Any = None,
+) -> _Batch:
+    """Advance one engine's runs to their stop; the per-run results."""
+    depth = len(layers0[0])
+    max_steps = int(settings.max_steps)
+    log_steps = log_schedule(max_steps, settings.log_density)
+    log_index = {int(step): i for i, step in enumerate(log_steps)}
+    tracker = _Tracker(
+        problem, stats, etas, log_steps, loss_target, settings.tol, theorem3=depth == 2
+    )
+    engine = make_engine(problem, layers0, etas, kernel)
+    bounds = np.union1d(log_steps, np.arange(CHUNK, max_steps, CHUNK))
+    runs = np.arange(etas.size)
+    tracker.record_products(runs, engine.products(), 0)
+    step = 0
+    while runs.size:
+        if step == max_steps:
+            loss, u = engine.observe()
+            loss, u = loss[:, None], u[:, None]
+        else:
+            upto = int(bounds[np.searchsorted(bounds, step, side="right")])
+            loss, u = engine.advance(upto - step)
+        ended = tracker.record_steps(runs, step, loss, u, last=step == max_steps)
+        if step == max_steps:
+            break
+        if progress is not None:
+            progress.update(loss.shape[1])
+        if ended.any():
+            runs = runs[~ended]
+            if runs.size:
+                engine = engine.subset(~ended)
+        step += loss.shape[1]
+        if step in log_index and runs.size:
+            tracker.record_products(runs, engine.products(), log_index[step])
+    if progress is not None:
+        progress.update(max_steps - step)
+    return tracker.finish()
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
+
+
+def sweep(
+    stats: Stats,
+    depth: int | Sequence[int],
+    eta: float | Sequence[float],
+    delta: float | Sequence[float],
+    init: str = "aligned",
+    seeds: int | Sequence[int] = (0,),
+    width: int | None = None,
+    *,
+    max_steps: int = 10_000,
+    log_density: int = 20,
+    tol: float = 1e-8,
+    max_components: int = 32,
+    kernel: str = "auto",
+    progress: bool | None = None,
+    dataset: str | None = None,
+) -> xr.Dataset:
+    """Simulate every cell of a grid on one dataset and return the runs as one Dataset.
+
+    Parameters
+    ----------
+    stats : Stats
+        Statistics of the dataset (:func:`lindyn.dataset_stats`).
+    depth, eta, delta : scalar or sequence
+        Grid axes: number of layers ``L ≥ 1``, absolute step sizes, init scales
+        (every layer starts at ``e^{−δ}``).
+    init : {"aligned", "random"}
+        Initialisation of every cell.
+    seeds : int or sequence of int
+        Seeds of the random init (one cell each). The aligned init is
+        deterministic: it has no seed axis and ``seeds`` is ignored.
+    width : int, optional
+        Hidden width ``r`` (default ``m = min(d, p)``).
+    max_steps, log_density, tol, max_components
+        See :class:`RunSettings`.
+    kernel : {"auto", "numba", "numpy"}
+        Engine (:func:`lindyn.engines.make_engine`); both give the same iterates.
+    progress : bool, optional
+        Show a progress bar (default: on an interactive terminal, for sweeps of
+        more than 10⁶ run-steps).
+    dataset : str, optional
+        The dataset's name in the results (default: its label or loader).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``depth, eta, delta`` (and ``seed`` for the random init), then
+        ``step`` (logged steps), ``component``, ``fraction``, ``sv_index``, ``k``;
+        scalar coordinates ``init`` and ``width``; per cell ``status``,
+        ``stop_step``, ``loss_final``, ``loss_target``; provenance in ``attrs``.
+
+    Examples
+    --------
+    >>> import lindyn
+    >>> data = lindyn.load_dataset("commuting", d=6, p=3, n=50)
+    >>> stats = lindyn.dataset_stats(data.X, data.Y)
+    >>> runs = lindyn.sweep(stats, depth=2, eta=[0.05, 0.1], delta=[2.0, 3.0],
+    ...                     init="random", seeds=[0, 1], max_steps=500)
+    >>> runs["status"].dims
+    ('depth', 'eta', 'delta', 'seed')
+    """
+    import xarray as xr
+    from tqdm.auto import tqdm
+
+    from lindyn.provenance import provenance
+
+    depths = [int(v) for v in _as_list(depth)]
+    etas = [float(v) for v in _as_list(eta)]
+    deltas = [float(v) for v in _as_list(delta)]
+    seed_list = [int(v) for v in _as_list(seeds)] if init == "random" else [0]
+    settings = RunSettings(int(max_steps), int(log_density), float(tol), int(max_components))
+    settings.validate()
+    if init not in INIT_MODES:
+        raise ValueError(f"init must be one of {', '.join(INIT_MODES)}; got {init!r}")
+    for name, values in (("depth", depths), ("eta", etas), ("delta", deltas), ("seed", seed_list)):
+        if not values:
+            raise ValueError(f"{name} needs at least one value")
+        if len(set(values)) != len(values):
+            raise ValueError(f"{name} values must be distinct, got {values}")
+    if any(L < 1 for L in depths):
+        raise ValueError(f"depth must be integers >= 1, got {depths}")
+    if not all(np.isfinite(v) and v > 0 for v in etas):
+        raise ValueError(f"eta must be finite numbers > 0, got {etas}")
+    if not all(np.isfinite(v) for v in deltas):
+        raise ValueError(f"delta must be finite numbers, got {deltas}")
+    r = stats.m if width is None else int(width)
+    if r < 1:
+        raise ValueError(f"width must be an integer >= 1, got {width!r}")
+
+    K = max(stats.rank, 1)
+    seq = [theory.w_seq(stats.U, stats.V, stats.rho, k) for k in range(1, K + 1)]
+    rrr = [stats.w_rrr(k) for k in range(1, K + 1)]
+    problem = EigenProblem.from_stats(stats, settings.max_components, targets=seq + rrr)
+    cells = list(itertools.product(etas, deltas, seed_list))
+    batches = []
+    if progress is None:
+        progress = len(depths) * len(cells) * settings.max_steps > 10**6
+    start = time.perf_counter()
+    with tqdm(
+        total=len(depths) * settings.max_steps,
+        disable=not progress or None,
+        unit="step",
+        desc=f"sweep of {len(depths) * len(cells)} runs",
+    ) as bar:
+        for L in depths:
+            layers0 = [init_layers(stats, L, r, dl, init, sd) for _, dl, sd in cells]
+            target = stats.rrr_loss(min(r, K) if L > 1 else K)
+            batch = _run_batch(
+                problem,
+                stats,
+                layers0,
+                np.array([e for e, _, _ in cells]),
+                settings,
+                target,
+                kernel,
+                bar,
+            )
+            batches.append((batch, target))
+    elapsed = time.perf_counter() - start
+
+    grid = [len(depths), len(etas), len(deltas)] + ([len(seed_list)] if init == "random" else [])
+    cell_dims = ("depth", "eta", "delta", "seed")[: len(grid)]
+
+    def stack(name: str) -> np.ndarray:
+        arrays = [getattr(batch, name) for batch, _ in batches]
+        value = np.stack(arrays)
+        return value.reshape(*grid, *value.shape[2:])
+
+    c = problem.U_obs.shape[1]
+    log_steps = log_schedule(settings.max_steps, settings.log_density)
+    sv = stack("singular_values")
+    dist = stack("distances")
+    variables: dict[str, Any] = {
+        "u": (
+            (*cell_dims, "step", "component"),
+            stack("u"),
+            {"long_name": "u_i(t) = U_iᵀ W(t) V_i"},
+        ),
+        "loss": ((*cell_dims, "step"), stack("loss"), {"long_name": "loss 1/(2n)‖Y − XW‖²"}),
+        "nuclear_norm": ((*cell_dims, "step"), sv.sum(axis=-1), {"long_name": "‖W(t)‖_*"}),
+        "frobenius_norm_sq": (
+            (*cell_dims, "step"),
+            (sv**2).sum(axis=-1),
+            {"long_name": "‖W(t)‖²_F"},
+        ),
+        "singular_values": (
+            (*cell_dims, "step", "sv_index"),
+            sv,
+            {"long_name": "singular values of W(t)"},
+        ),
+        "dist_seq": (
+            (*cell_dims, "step", "k"),
+            dist[..., :K],
+            {"long_name": "‖W(t) − W_k^seq‖_F"},
+        ),
+        "dist_rrr": (
+            (*cell_dims, "step", "k"),
+            dist[..., K:],
+            {"long_name": "‖W(t) − W_k^RRR‖_F"},
+        ),
+        "crossing_step": (
+            (*cell_dims, "component", "fraction"),
+            stack("crossing_step"),
+            {"long_name": "first step with u_i ≥ f·ρ_i (exact; NaN: never)", "units": "steps"},
+        ),
+        "bound_violation": (
+            (*cell_dims, "component"),
+            stack("bound_violation"),
+            {"long_name": "max over steps of Theorem 3 envelope violation / ρ_i (depth 2)"},
+        ),
+        "u_final": ((*cell_dims, "component"), stack("u_final"), {"long_name": "u_i at stop"}),
+        "loss_final": (cell_dims, stack("loss_final"), {"long_name": "loss at the stop step"}),
+        "loss_target": (
+            cell_dims,
+            np.broadcast_to(
+                np.reshape([target for _, target in batches], (-1, *[1] * (len(grid) - 1))), grid
+            ),
+            {"long_name": "best loss reachable at this width (convergence reference)"},
+        ),
+        "status": (cell_dims, stack("status"), {"long_name": "converged, max_steps or diverged"}),
+        "stop_step": (cell_dims, stack("stop_step"), {"long_name": "last step computed"}),
+    }
+    if batches[0][0].recon_error is not None:
+        variables["recon_error"] = (
+            (*cell_dims, "step"),
+            stack("recon_error"),
+            {"long_name": "clean-signal reconstruction error ‖X_clean − XW‖²/n"},
+        )
+    coords = {
+        "depth": depths,
+        "eta": etas,
+        "delta": deltas,
+        "step": ("step", log_steps, {"long_name": "gradient-descent step", "units": "steps"}),
+        "component": ("component", np.arange(1, c + 1), {"long_name": "component (by s_i)"}),
+        "fraction": ("fraction", np.asarray(FRACTIONS), {"long_name": "f in u_i ≥ f·ρ_i"}),
+        "sv_index": np.arange(1, sv.shape[-1] + 1),
+        "k": ("k", np.arange(1, K + 1), {"long_name": "rank k of the target solution"}),
+        "init": init,
+        "width": r,
+    }
+    if init == "random":
+        coords["seed"] = seed_list
+    name = dataset or stats.meta.get("label") or stats.meta.get("name", "")
+    attrs = {
+        "kind": "lindyn.sweep",
+        "dataset": name,
+        "settings": json.dumps(
+            {
+                "max_steps": settings.max_steps,
+                "log_density": settings.log_density,
+                "tol": settings.tol,
+                "max_components": settings.max_components,
+            },
+            sort_keys=True,
+        ),
+        "stats_hash": stats.stats_hash,
+        "data_hash": stats.meta.get("data_hash", ""),
+        "eps_a1": stats.eps_a1,
+        "kernel": kernel,
+        "elapsed_seconds": elapsed,
+        **provenance(),
+    }
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def simulate(
+    stats: Stats,
+    depth: int,
+    eta: float,
+    delta: float,
+    seed: int = 0,
+    width: int | None = None,
+    init: str = "aligned",
+    **settings: Any,
+) -> xr.Dataset:
+    """Simulate one run: :func:`sweep` on a single cell, grid axes dropped.
+
+    Parameters
+    ----------
+    stats : Stats
+    depth, eta, delta, seed, width, init
+        The cell (see :func:`sweep`).
+    **settings
+        ``max_steps``, ``log_density``, ``tol``, ``max_components``, ``kernel``.
+
+    Returns
+    -------
+    xarray.Dataset
+        One run: ``u (step, component)``, ``loss (step)``, ``status``, ….
+    """
+    runs = sweep(stats, depth, eta, delta, init, [seed], width, **settings)
+    return runs.isel({dim: 0 for dim in ("depth", "eta", "delta", "seed") if dim in runs.dims})
