@@ -31,14 +31,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from lindyn import flow, theory
 from lindyn.blocks import Block
+from lindyn.dask_cluster import dask_client
 from lindyn.provenance import provenance
 from lindyn.store import StoreError, open_block, read_stats, write_store
 
@@ -359,6 +361,9 @@ def aggregate(
     stats_path: str | Path,
     out_dir: str | Path,
     workers: int = 1,
+    cluster: str = "local",
+    slurm: Mapping[str, Any] | None = None,
+    dask_log_directory: str | Path | None = None,
 ) -> dict[str, Path]:
     """Aggregate one dataset's blocks into trajectories, phase times, bounds and path stores.
 
@@ -372,8 +377,15 @@ def aggregate(
     out_dir : path-like
         Output directory.
     workers : int
-        Size of the Dask ``LocalCluster`` (1: Dask's threaded scheduler on one
-        thread, no cluster).
+        Size of the Dask ``LocalCluster`` (1: Dask's synchronous scheduler, no
+        cluster) when ``cluster`` is ``"local"``.
+    cluster : {"local", "slurm"}
+        Where the Dask workers run (:func:`lindyn.dask_cluster.dask_client`):
+        in this process's ``LocalCluster``, or in Slurm jobs of a ``SLURMCluster``.
+    slurm : mapping, optional
+        The ``SLURMCluster``'s settings (config ``aggregate.slurm``).
+    dask_log_directory : path-like, optional
+        Where the ``SLURMCluster``'s worker jobs write their logs.
 
     Returns
     -------
@@ -386,18 +398,15 @@ def aggregate(
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stats = read_stats(stats_path)
+    # Block-sized chunks make thousands of tiny tasks: compute on one chunk per depth.
     runs = combine_blocks(blocks)
+    runs = runs.chunk({dim: 1 if dim == "depth" else -1 for dim in runs.dims})
     n_runs = sum(block.cells for _, block in blocks)
-    client = None
-    if workers > 1:
-        from distributed import Client, LocalCluster
-
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
-        client = Client(cluster)
+    client = dask_client(cluster, workers, slurm, dask_log_directory)
     try:
         with dask.config.set(scheduler="sync" if client is None else None):
+            # Read every block once; the tables and the trajectories store reuse it.
+            runs = runs.persist()
             read = time.perf_counter()
             comp, ks = runs["component"], runs["k"]
             s = xr.DataArray(stats.s[: comp.size], coords={"component": comp})
@@ -429,10 +438,7 @@ def aggregate(
             }
             paths = {}
             runs.attrs = attrs
-            whole = {dim: -1 for dim in runs.dims if dim != "depth"}
-            paths["trajectories"] = write_store(
-                runs.chunk({"depth": 1, **whole}), out_dir / "trajectories.zarr"
-            )
+            paths["trajectories"] = write_store(runs, out_dir / "trajectories.zarr")
             for name, table in tables.items():
                 table = table.compute()
                 # Cells that are not runs get no predictions either: tables list runs only.

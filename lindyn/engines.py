@@ -99,11 +99,14 @@ class NumpyEngine:
 
     def products(self) -> np.ndarray:
         """Current products ``W (R, d, p)`` in the working input basis."""
+        if len(self._layers) == 1:  # a copy, not the state itself
+            return self._layers[0].copy()
         with np.errstate(over="ignore", invalid="ignore"):
             return batch_product(self._layers)
 
     def subset(self, keep: np.ndarray) -> NumpyEngine:
         """The engine with only the runs ``keep`` (indices or a boolean mask)."""
+        keep = np.arange(self.runs)[keep]  # integer indices: the state is copied, never a view
         out = object.__new__(NumpyEngine)
         out.problem = self.problem
         out._eta = self._eta[keep]

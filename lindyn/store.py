@@ -118,6 +118,8 @@ def _encoded(ds: xr.Dataset) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
         var.encoding = {}
         if var.dtype.kind == "U":
             ds[name] = var.astype(object)
+        elif var.dtype.kind == "O" and var.chunks is not None:
+            ds[name] = var.load()  # zarr needs the text in memory to choose its type
     encoding: dict[str, dict[str, Any]] = {}
     for name, var in ds.variables.items():
         encoding[name] = {"compressors": [ZstdCodec(level=3), Crc32cCodec()]}
@@ -132,7 +134,16 @@ def _to_directory(ds: xr.Dataset, path: Path) -> None:
         # Consolidated metadata (one read opens the store; what xarray looks for first) is
         # zarr-python's extension of format 3, and zarr says so on every write.
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
-        ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
+        # Every chunk is stored, even one of fill values only (zarr skips those by
+        # default): a missing chunk, which zarr would read as fill values, is then damage.
+        ds.to_zarr(
+            path,
+            mode="w",
+            zarr_format=3,
+            consolidated=True,
+            encoding=encoding,
+            write_empty_chunks=True,
+        )
 
 
 def write_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -215,6 +226,29 @@ def _zip_directory(ds: xr.Dataset, path: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _absent_members(path: Path, members: set[str]) -> list[str]:
+    """Members the block's metadata calls for that its Zip file lacks.
+
+    zarr reads an absent chunk as fill values (NaN, "", 0) without complaint, and
+    :func:`write_block` stores every chunk, so an absent one means damage.
+    """
+    import itertools
+
+    import zarr
+    from zarr.storage import ZipStore
+
+    absent = []
+    store = ZipStore(path, mode="r")
+    try:
+        for name, array in zarr.open_group(store, mode="r").arrays():
+            chunks = itertools.product(*(range(n) for n in array.cdata_shape))
+            keys = ["zarr.json"] + [array.metadata.encode_chunk_key(index) for index in chunks]
+            absent += [f"{name}/{key}" for key in keys if f"{name}/{key}" not in members]
+    finally:
+        store.close()
+    return absent
+
+
 def write_block(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write a block of runs (a :func:`lindyn.sweep` Dataset) as one Zip store, atomically.
 
@@ -256,12 +290,15 @@ def open_block(
     path = Path(path)
     _check_final(path, "block")
     try:
-        if verify:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-            if bad is not None:
-                raise StoreError(f"member {bad} fails its CRC-32 check")
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+            bad = archive.testzip() if verify else None
+        if bad is not None:
+            raise StoreError(f"member {bad} fails its CRC-32 check")
         ds = _text_as_object(xr.open_zarr(ZipStore(path, mode="r"), consolidated=True, chunks={}))
+        absent = _absent_members(path, members)
+        if absent:
+            raise StoreError(f"members missing: {', '.join(absent)}")
     except (StoreError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise StoreError(f"block store {path} is damaged ({err}); {recompute_hint(path)}") from err
     missing = [v for v in BLOCK_REQUIRED if v not in ds] + [

@@ -366,11 +366,14 @@ def sweep(
     cells = list(itertools.product(etas, deltas, seed_list))
     batches = []
     if progress is None:
-        progress = len(depths) * len(cells) * settings.max_steps > 10**6
+        # By default a bar for big sweeps, on an interactive terminal only (None).
+        disable = None if len(depths) * len(cells) * settings.max_steps > 10**6 else True
+    else:
+        disable = not progress
     start = time.perf_counter()
     with tqdm(
         total=len(depths) * settings.max_steps,
-        disable=not progress or None,
+        disable=disable,
         unit="step",
         desc=f"sweep of {len(depths) * len(cells)} runs",
     ) as bar:

@@ -1,3 +1,11 @@
+# The Dask workers of a local cluster (config aggregate.workers); a slurm cluster's workers
+# are Slurm jobs of their own (aggregate.slurm), which the job, then a local rule (Snakefile),
+# only orchestrates.
+AGGREGATE_THREADS = (
+    config["aggregate"]["workers"] if config["aggregate"]["cluster"] == "local" else 1
+)
+
+
 rule aggregate:
     """Combine a dataset's blocks with Dask; phase times, bounds and path metrics."""
     input:
@@ -12,7 +20,7 @@ rule aggregate:
         "results/logs/aggregate/{dataset}.log",
     conda:
         "../envs/lindyn.yaml"
-    threads: config["aggregate"]["workers"]
+    threads: AGGREGATE_THREADS
     params:
         blocks=lambda wildcards: list(BLOCKS[wildcards.dataset].values()),
     script:
