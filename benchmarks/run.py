@@ -24,7 +24,7 @@ c. Against the machine: the kernel's flop rate over a sweep (``6·d·r·p`` flop
    a depth-2 step and run) as a fraction of ``numpy.matmul``'s on 2000×2000
    float64 matrices, with all threads and with one (wall clock; and CPU time,
    which other jobs on the machine do not inflate); and the compiled kernel
-   against lindyn's numpy kernel :func:`lindyn.gd.gd_batch` on the same sweep.
+   against lindyn's numpy engine :class:`lindyn.engines.NumpyEngine` on the same sweep.
 d. Scaling, in CPU time of one thread (the work, whatever else runs): time
    against the number of runs, against d, and against n.
 
@@ -57,8 +57,9 @@ import numpy as np
 import threadpoolctl
 
 from lindyn.datasets import load_dataset
+from lindyn.engines import NumpyEngine
 from lindyn.fastgd import Sweep
-from lindyn.gd import BLOCK, EigenProblem, gd_batch, log_schedule, naive_gd
+from lindyn.gd import EigenProblem, naive_gd
 from lindyn.init import init_layers
 from lindyn.stats import Stats, dataset_stats
 
@@ -118,14 +119,13 @@ def contender(
     per_step: int,
     budget: float,
     clock: Callable[[], float] = time.perf_counter,
-    min_steps: int = 1,
 ) -> Callable[[], float]:
     """A timer of ``advance(steps)``: seconds per step and per ``per_step`` units.
 
     After a warm-up call, ``steps`` doubles until a call lasts half the budget
-    (and ``steps ≥ min_steps``) and is then scaled to the budget, so that fixed
-    costs of a call (waking threads on a busy machine can take milliseconds,
-    ``gd_batch`` allocates its first block) are amortised.
+    and is then scaled to the budget, so that fixed costs of a call (waking
+    threads on a busy machine can take milliseconds, an engine allocates the
+    steps' observables) are amortised.
     """
     advance(1)
 
@@ -135,10 +135,10 @@ def contender(
         return clock() - start
 
     steps, elapsed = 1, measure(1)
-    while (elapsed < budget / 2 or steps < min_steps) and steps < MAX_STEPS:
+    while elapsed < budget / 2 and steps < MAX_STEPS:
         steps *= 2
         elapsed = measure(steps)
-    steps = int(np.clip(round(steps * budget / max(elapsed, 1e-9)), min_steps, MAX_STEPS))
+    steps = int(np.clip(round(steps * budget / max(elapsed, 1e-9)), 1, MAX_STEPS))
     return lambda: measure(steps) / (steps * per_step)
 
 
@@ -205,13 +205,9 @@ def fast_advance(data: Data, runs, etas) -> Callable[[int], object]:
     return sweep.advance
 
 
-def numpy_kernel(data: Data, runs, etas) -> Callable[[int], object]:
-    """lindyn's numpy kernel (:func:`lindyn.gd.gd_batch`), every run to the end."""
-
-    def advance(steps: int) -> object:
-        return gd_batch(data.problem, runs, etas, steps, log_schedule(steps), loss_target=None)
-
-    return advance
+def numpy_engine(data: Data, runs, etas) -> NumpyEngine:
+    """lindyn's numpy engine: every run advanced, loss and u_i recorded every step."""
+    return NumpyEngine(data.problem, runs, etas)
 
 
 def naive_advance(data: Data, layers0, eta: float) -> Callable[[int], object]:
@@ -266,9 +262,9 @@ def section_a(datasets: dict[str, Data], opts: Options) -> list[Row]:
     layers0, eta = runs[0], etas[0]
     N = opts.check_steps
     naive = product(naive_gd(data.X, data.Y, layers0, eta, N)[-1])
-    checks = {
-        "numpy": product(numpy_kernel(data, [layers0], [eta])(N).final_layers[0]),
-    }
+    numpy_single = numpy_engine(data, [layers0], [eta])
+    numpy_single.advance(N)
+    checks = {"numpy": data.problem.Q @ numpy_single.products()[0]}
     single = Sweep(data.problem, [layers0], [eta])
     single.advance(N)
     checks["fast1"] = product(single.layers()[0])
@@ -280,9 +276,7 @@ def section_a(datasets: dict[str, Data], opts: Options) -> list[Row]:
     times = rounds(
         {
             "naive": contender(naive_advance(data, layers0, eta), 1, opts.budget),
-            "numpy": contender(
-                numpy_kernel(data, [layers0], [eta]), 1, opts.budget, min_steps=4 * BLOCK
-            ),
+            "numpy": contender(numpy_engine(data, [layers0], [eta]).advance, 1, opts.budget),
             "fast1": contender(fast_advance(data, [layers0], [eta]), 1, opts.budget),
             "sweep": contender(fast_advance(data, runs, etas), len(runs), opts.budget),
         },
@@ -290,7 +284,7 @@ def section_a(datasets: dict[str, Data], opts: Options) -> list[Row]:
     )
     what = "MNIST sample (n 5000, d 784, p 10), depth 2, r 10, random init; per step: "
     labels = {
-        "numpy": "numpy eigenbasis kernel `gd_batch`, 1 run",
+        "numpy": "numpy eigenbasis engine `NumpyEngine`, 1 run",
         "fast1": "compiled kernel `fastgd`, 1 run",
         "sweep": f"compiled kernel `fastgd`, per run of a {len(runs)}-run sweep",
     }
@@ -376,7 +370,7 @@ def section_b(datasets: dict[str, Data], opts: Options) -> list[Row]:
 
 
 def section_c(datasets: dict[str, Data], opts: Options) -> list[Row]:
-    """The kernel's flop rate against numpy.matmul, and against lindyn's numpy kernel."""
+    """The kernel's flop rate against numpy.matmul, and against lindyn's numpy engine."""
     data = datasets["mnist_sample"]
     d, p = data.problem.S.shape
     r = 10
@@ -430,9 +424,7 @@ def section_c(datasets: dict[str, Data], opts: Options) -> list[Row]:
         )
     times = rounds(
         {
-            "numpy": contender(
-                numpy_kernel(data, runs, etas), len(runs), opts.budget, min_steps=4 * BLOCK
-            ),
+            "numpy": contender(numpy_engine(data, runs, etas).advance, len(runs), opts.budget),
             "sweep": contender(fast_advance(data, runs, etas), len(runs), opts.budget),
         },
         opts.repeats,
@@ -441,7 +433,7 @@ def section_c(datasets: dict[str, Data], opts: Options) -> list[Row]:
         Row(
             key="c4",
             what=(
-                f"compiled kernel vs numpy kernel `gd_batch` on the same {len(runs)}-run sweep "
+                f"compiled kernel vs numpy engine `NumpyEngine` on the same {len(runs)}-run sweep "
                 f"(MNIST sample, depth 2, r {r}), per step and run"
             ),
             lindyn=seconds(np.median(times["sweep"])),

@@ -1,4 +1,4 @@
-"""The compiled sweep kernel against the full-data loop and the numpy kernel."""
+"""The compiled engine (lindyn.fastgd) against the full-data loop and the numpy engine."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
+from lindyn.engines import NumpyEngine
 from lindyn.fastgd import LANES, Sweep, fast_sweep
-from lindyn.gd import EigenProblem, gd_batch, log_schedule, naive_gd
+from lindyn.gd import EigenProblem, naive_gd
 from lindyn.init import init_layers
 from lindyn.stats import dataset_stats
 
@@ -60,7 +61,7 @@ def test_sweep_equals_naive_full_data_loop(depth, init):
     seed=st.integers(0, 1000),
 )
 @settings(max_examples=25, deadline=None)
-def test_every_step_equals_numpy_kernel(depth, d, p, width, runs, components, seed):
+def test_every_step_equals_numpy_engine(depth, d, p, width, runs, components, seed):
     """Any shape (padding of d, p and of the last group), fewer components than outputs."""
     X, Y = random_problem(n=40, d=d, p=p, seed=seed)
     stats = dataset_stats(X, Y)
@@ -72,13 +73,17 @@ def test_every_step_equals_numpy_kernel(depth, d, p, width, runs, components, se
     etas = np.linspace(0.01, 0.05, runs)
     steps = 25
     fast = fast_sweep(problem, layers0, etas, steps)
-    slow = gd_batch(problem, layers0, etas, steps, log_schedule(steps), loss_target=None)
-    scale = max(np.max(np.abs(slow.u)), 1e-300)
-    assert np.max(np.abs(fast.u - slow.u)) <= 1e-11 * scale
-    np.testing.assert_allclose(fast.loss, slow.loss, rtol=1e-9, atol=1e-12)
-    for fast_layers, slow_layers in zip(fast.layers, slow.final_layers, strict=True):
-        for a, b in zip(fast_layers, slow_layers, strict=True):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * max(np.abs(b).max(), 1))
+    slow = NumpyEngine(problem, layers0, etas)
+    loss, u = slow.advance(steps)
+    last_loss, last_u = slow.observe()
+    loss = np.concatenate([loss, last_loss[:, None]], axis=1)
+    u = np.concatenate([u, last_u[:, None]], axis=1)
+    scale = max(np.max(np.abs(u)), 1e-300)
+    assert np.max(np.abs(fast.u - u)) <= 1e-11 * scale
+    np.testing.assert_allclose(fast.loss, loss, rtol=1e-9, atol=1e-12)
+    for fast_layers, W in zip(fast.layers, slow.products(), strict=True):
+        W_fast = problem.Q.T @ product(fast_layers)
+        np.testing.assert_allclose(W_fast, W, rtol=0, atol=1e-11 * max(np.abs(W).max(), 1))
 
 
 def _problem_and_runs(depth, count, seed=0):

@@ -1,62 +1,60 @@
-"""The fast GD kernel against the naive full-data loop (THEORY §1–2, §4)."""
+"""lindyn.gd (working-basis problem, log schedule) and the GD dynamics of the engines
+and sweeps against THEORY: the scalar recursion (§4), least squares, divergence.
+
+Step-by-step exactness against the naive full-data loop is tests/test_sweep.py.
+"""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
-from helpers import commuting_problem, product, random_problem, relative
+from helpers import commuting_problem, product, random_problem
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lindyn import theory
-from lindyn.gd import EigenProblem, gd_batch, log_schedule, naive_gd
+from lindyn.engines import make_engine
+from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule, naive_gd
 from lindyn.init import init_layers
 from lindyn.stats import dataset_stats
-
-STEPS = 40
-
-
-@pytest.mark.parametrize("depth", [1, 2, 3, 4])
-@pytest.mark.parametrize("init", ["aligned", "random"])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_fast_path_equals_naive_full_data_loop(depth, init, seed):
-    X, Y = random_problem(n=60, d=7, p=4, seed=seed)
-    stats = dataset_stats(X, Y)
-    layers0 = init_layers(stats, depth, width=3, delta=0.5, mode=init, seed=seed)
-    eta = 0.1
-    naive = naive_gd(X, Y, layers0, eta, STEPS)
-    problem = EigenProblem.from_stats(stats)
-    result = gd_batch(problem, [layers0], [eta], STEPS, log_schedule(STEPS), loss_target=None)
-    assert result.status == ["max_steps"]
-    for fast, slow in zip(result.final_layers[0], naive[-1], strict=True):
-        assert relative(fast, slow) < 1e-10
-    # u_i(t) = U_iᵀ W(t) V_i at every step
-    for t in (0, 1, STEPS // 2, STEPS):
-        W = product(naive[t])
-        u_naive = np.einsum("ji,jk,ki->i", stats.U[:, :4], W, stats.V[:, :4])
-        np.testing.assert_allclose(result.u[0, t], u_naive, rtol=1e-10, atol=1e-14)
-        loss_naive = np.sum((Y - X @ W) ** 2) / (2 * 60)
-        assert result.loss[0, t] == pytest.approx(loss_naive, rel=1e-10)
+from lindyn.sweep import simulate
 
 
-def test_batched_runs_equal_single_runs():
+@pytest.fixture(params=["numpy", "numba"])
+def kernel(request) -> str:
+    """Each engine in turn (the compiled one only where numba is installed)."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    return request.param
+
+
+def test_eigen_problem_loss_is_the_data_loss():
     X, Y = random_problem(n=50, d=6, p=3, seed=4)
     stats = dataset_stats(X, Y)
     problem = EigenProblem.from_stats(stats)
-    runs = [
-        (init_layers(stats, 2, 4, delta, mode, seed), eta)
-        for delta, mode, seed, eta in [(1.0, "aligned", 0, 0.2), (2.0, "random", 3, 0.05)]
-    ]
-    steps = log_schedule(30)
-    batch = gd_batch(problem, [r[0] for r in runs], [r[1] for r in runs], 30, steps, None)
-    for j, (layers0, eta) in enumerate(runs):
-        single = gd_batch(problem, [layers0], [eta], 30, steps, None)
-        np.testing.assert_allclose(batch.u[j], single.u[0], rtol=1e-12)
-        np.testing.assert_allclose(batch.singular_values[j], single.singular_values[0], rtol=1e-12)
+    W = np.stack([product(init_layers(stats, 2, 4, 0.3, "random", i)) for i in range(3)])
+    data_loss = np.sum((Y - X @ W) ** 2, axis=(1, 2)) / (2 * 50)
+    np.testing.assert_allclose(problem.loss(stats.Q.T @ W), data_loss, rtol=1e-12)
+
+
+def test_naive_gd_returns_every_step():
+    X, Y = random_problem(n=30, d=4, p=2, seed=0)
+    stats = dataset_stats(X, Y)
+    layers0 = init_layers(stats, 3, 2, 0.5, "random", 1)
+    history = naive_gd(X, Y, layers0, 0.1, 5)
+    assert len(history) == 6
+    for a, b in zip(history[0], layers0, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a step is one plain gradient step of the first layer: W_1 − η Xᵀ(XW − Y)/n (W_2 W_3)ᵀ
+    W = product(layers0)
+    grad = X.T @ (X @ W - Y) / 30 @ (layers0[1] @ layers0[2]).T
+    np.testing.assert_allclose(history[1][0], layers0[0] - 0.1 * grad, rtol=1e-13)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
-def test_aligned_commuting_follows_scalar_recursion(depth):
+def test_aligned_commuting_follows_scalar_recursion(kernel, depth):
     """ε = 0 and aligned init: each u_i follows THEORY §4's scalar GD recursion."""
     s = np.array([1.0, 0.6, 0.3])
     lam = np.array([0.9, 0.7, 0.5, 0.4])
@@ -64,55 +62,58 @@ def test_aligned_commuting_follows_scalar_recursion(depth):
     stats = dataset_stats(X, Y)
     eta, delta, steps = 0.4, 1.5, 300
     layers0 = init_layers(stats, depth, 3, delta, "aligned")
-    result = gd_batch(
-        EigenProblem.from_stats(stats), [layers0], [eta], steps, log_schedule(steps), None
-    )
+    engine = make_engine(EigenProblem.from_stats(stats), [layers0], [eta], kernel)
+    _, u = engine.advance(steps)
+    u = np.vstack([u[0], engine.observe()[1]])
     expected = theory.gd_component(stats.s, stats.lam, depth, eta, delta, steps)
-    np.testing.assert_allclose(result.u[0], expected, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(u, expected, rtol=1e-9, atol=1e-14)
 
 
-def test_divergence_is_recorded_not_raised():
+def test_divergence_is_recorded_not_raised(kernel):
     X, Y = random_problem(n=40, d=5, p=2, seed=0)
     stats = dataset_stats(X, Y)
-    layers0 = init_layers(stats, 2, 2, 0.0, "random", 0)
     eta = 50.0 / stats.mu[0]
-    result = gd_batch(
-        EigenProblem.from_stats(stats), [layers0], [eta], 500, log_schedule(500), None
-    )
-    assert result.status == ["diverged"]
-    assert 0 < result.stop_step[0] < 500
-    assert np.all(np.isnan(result.loss[0, result.stop_step[0] + 1 :]))
+    with warnings.catch_warnings():  # no RuntimeWarning (overflow) escapes either
+        warnings.simplefilter("error")
+        run = simulate(stats, 2, eta, 0.0, init="random", width=2, max_steps=500, kernel=kernel)
+    assert run["status"] == "diverged"
+    stop = int(run["stop_step"])
+    assert 0 < stop < 500
+    steps = run["step"].values
+    assert np.all(np.isnan(run["loss"].values[steps > stop]))
+    assert np.all(np.isnan(run["u"].values[steps > stop]))
+    # the stop is the first step whose loss is not finite or beyond the blow-up scale
+    loss0 = float(run["loss"].sel(step=0))
+    blowup = DIVERGENCE_FACTOR * max(loss0, stats.yy, 1.0)
+    assert np.all(run["loss"].values[steps < stop] <= blowup)
+    final = float(run["loss_final"])
+    assert not np.isfinite(final) or final > blowup
+    # Theorem 3 says nothing of a diverging run
+    assert np.all(np.isnan(run["bound_violation"]))
 
 
-def test_linear_model_converges_to_least_squares():
+def test_linear_model_converges_to_least_squares(kernel):
     X, Y = random_problem(n=80, d=4, p=2, seed=3)
     stats = dataset_stats(X, Y)
     target = theory.rrr_loss(stats.sigma_x, stats.sigma_xy, stats.yy, 2)
     lstsq = np.linalg.lstsq(X, Y, rcond=None)[0]
     assert target == pytest.approx(np.sum((Y - X @ lstsq) ** 2) / 160, rel=1e-10)
-    layers0 = init_layers(stats, 1, 2, 3.0, "random", 0)
-    result = gd_batch(
-        EigenProblem.from_stats(stats),
-        [layers0],
-        [1.0 / stats.mu[0]],
-        20_000,
-        log_schedule(20_000),
-        target,
-        tol=1e-10,
+    eta = 1.0 / stats.mu[0]
+    run = simulate(stats, 1, eta, 3.0, init="random", max_steps=20_000, tol=1e-10, kernel=kernel)
+    assert run["status"] == "converged"
+    stop = int(run["stop_step"])
+    assert stop < 20_000
+    assert float(run["loss_target"]) == pytest.approx(target, rel=1e-12)
+    initial = float(run["loss"].sel(step=0))
+    assert 0 <= float(run["loss_final"]) - target <= 1e-10 * (initial - target)
+    # the iterate at the stop step is the least-squares solution
+    engine = make_engine(
+        EigenProblem.from_stats(stats), [init_layers(stats, 1, 2, 3.0, "random")], [eta], kernel
     )
-    assert result.status == ["converged"]
-    assert result.stop_step[0] < 20_000
-    np.testing.assert_allclose(result.final_layers[0][0], lstsq, rtol=1e-4)
-
-
-def test_directions_outside_the_data_span_are_frozen():
-    """THEORY §2.3: rows with μ_j = 0 and zero Σ̃xy receive no gradient."""
-    X, Y = random_problem(n=30, d=5, p=2, seed=1)
-    X[:, 4] = 0.0
-    stats = dataset_stats(X, Y)
-    layers0 = init_layers(stats, 2, 3, 0.5, "random", 2)
-    result = gd_batch(EigenProblem.from_stats(stats), [layers0], [0.2], 50, log_schedule(50), None)
-    np.testing.assert_allclose(result.final_layers[0][0][4], layers0[0][4], rtol=1e-12)
+    engine.advance(stop)
+    np.testing.assert_allclose(stats.Q @ engine.products()[0], lstsq, rtol=1e-4)
+    u = np.einsum("ji,jk,ki->i", stats.U[:, :2], lstsq, stats.V[:, :2])
+    np.testing.assert_allclose(run["u_final"], u, rtol=1e-4)
 
 
 @given(max_steps=st.integers(1, 10**6), density=st.integers(1, 50))

@@ -105,6 +105,7 @@ def test_engine_equals_naive_full_data_loop(kernel, data, depth, init, width):
         for i in range(len(ETAS))
     ]
     engine = make_engine(data.problem, runs, ETAS, kernel)
+    # products() is a copy: the arrays kept here stay those of their step
     pieces, products = [], [engine.products()]
     for steps in (1, 9, STEPS - 10):
         pieces.append(engine.advance(steps))
@@ -131,7 +132,7 @@ def test_engine_equals_naive_full_data_loop(kernel, data, depth, init, width):
     seed=st.integers(0, 10_000),
     fraction=st.floats(0.01, 0.2),
 )
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=50, deadline=None)
 def test_engines_equal_naive_loop_on_any_small_problem(
     depth, d, p, width, components, seed, fraction
 ):
@@ -144,7 +145,9 @@ def test_engines_equal_naive_loop_on_any_small_problem(
     ]
     etas = [eta, eta / 2]
     steps = 20
-    naive = [naive_trajectory(data, layers0, e, steps) for layers0, e in zip(runs, etas)]
+    naive = [
+        naive_trajectory(data, layers0, e, steps) for layers0, e in zip(runs, etas, strict=True)
+    ]
     for kernel in KERNELS:
         engine = make_engine(data.problem, runs, etas, kernel)
         loss, u = engine.advance(steps)
@@ -250,6 +253,8 @@ def _cells(ds):
 
 
 def _same_bits(a, b) -> None:
+    """Every variable of two sweeps (or cells of sweeps) holds the same bits."""
+    assert set(a.data_vars) == set(b.data_vars)
     for name in a.data_vars:
         x, y = a[name].values, b[name].values
         if x.dtype.kind == "f":
@@ -258,13 +263,22 @@ def _same_bits(a, b) -> None:
             assert np.array_equal(x, y), name
 
 
-@pytest.fixture(scope="module", params=KERNELS)
-def grid_sweeps(request, small):
-    """The grid of :data:`GRID` with each init, run by one kernel."""
+@pytest.fixture(scope="module")
+def all_sweeps(small):
+    """The grid of :data:`GRID`: ``{kernel: {init: Dataset}}``."""
     return {
-        init: sweep(small.stats, **GRID, init=init, seeds=[0, 1], kernel=request.param, **RUN)
-        for init in ("aligned", "random")
+        kernel: {
+            init: sweep(small.stats, **GRID, init=init, seeds=[0, 1], kernel=kernel, **RUN)
+            for init in ("aligned", "random")
+        }
+        for kernel in KERNELS
     }
+
+
+@pytest.fixture(params=KERNELS)
+def grid_sweeps(request, all_sweeps):
+    """The grid of :data:`GRID` with each init, run by one kernel."""
+    return all_sweeps[request.param]
 
 
 @pytest.mark.parametrize("init", ["aligned", "random"])
@@ -289,26 +303,51 @@ def test_sweep_cells_do_not_depend_on_the_rest_of_the_sweep(grid_sweeps, small, 
 
 @pytest.mark.skipif("numba" not in KERNELS, reason="numba not installed")
 @pytest.mark.parametrize("init", ["aligned", "random"])
-def test_numpy_and_numba_sweeps_agree(small, init):
-    """Same status, stop steps and crossing steps; observables to 1e-10 relative."""
-    numpy_run, numba_run = (
-        sweep(small.stats, **GRID, init=init, seeds=[0, 1], kernel=kernel, **RUN)
-        for kernel in ("numpy", "numba")
-    )
-    for name in ("status", "stop_step", "crossing_step"):
-        assert np.array_equal(numpy_run[name], numba_run[name], equal_nan=True), name
-    for name in ("u", "loss", "singular_values", "dist_seq", "dist_rrr", "u_final", "loss_final"):
+def test_numpy_and_numba_sweeps_agree(all_sweeps, init):
+    """Same status, stop steps and crossing steps; observables to 1e-10 relative.
+
+    Relative to the size of ``W(t)`` (``‖W‖_F``) for what moves by at most ``‖ΔW‖``:
+    ``u``, singular values and distances (a diverging run's small singular values
+    are ill-conditioned, not wrong); element-wise for the loss.
+    """
+    numpy_run, numba_run = (all_sweeps[kernel][init] for kernel in ("numpy", "numba"))
+    assert np.array_equal(numpy_run["status"], numba_run["status"])
+    assert np.array_equal(numpy_run["stop_step"], numba_run["stop_step"])
+    assert np.array_equal(numpy_run["crossing_step"], numba_run["crossing_step"], equal_nan=True)
+    size = np.sqrt(numba_run["frobenius_norm_sq"].values)[..., None]
+    scales = {
+        "u": size,
+        "singular_values": size,
+        "dist_seq": size,
+        "dist_rrr": size,
+        "loss": np.abs(numba_run["loss"].values),
+        "loss_final": np.abs(numba_run["loss_final"].values),
+        "u_final": np.max(np.abs(numba_run["u_final"].values), axis=-1, keepdims=True),
+    }
+    for name, scale in scales.items():
         a, b = numpy_run[name].values, numba_run[name].values
-        assert np.array_equal(np.isnan(a), np.isnan(b)), name
         finite = np.isfinite(b)
         assert np.array_equal(a[~finite], b[~finite], equal_nan=True), name
-        np.testing.assert_allclose(a[finite], b[finite], rtol=RTOL, atol=0, err_msg=name)
+        error = np.abs(a - b) / np.broadcast_to(scale, b.shape)
+        assert np.all(error[finite] <= RTOL), (name, np.max(error[finite]))
     np.testing.assert_allclose(
         numpy_run["bound_violation"], numba_run["bound_violation"], rtol=1e-8, atol=1e-12
     )
 
 
-def test_sweep_rules_match_the_naive_trajectory(grid_sweeps, small):
+@pytest.fixture(scope="module")
+def naive_grid(small):
+    """The naive loop's trajectory of every cell of the grid, by ``(init, cell)``."""
+    out = {}
+    for init, seeds in (("aligned", [0]), ("random", [0, 1])):
+        for L, eta, delta, seed in itertools.product(*GRID.values(), seeds):
+            layers0 = init_layers(small.stats, L, small.stats.m, delta, init, seed)
+            trajectory = naive_trajectory(small, layers0, eta, RUN["max_steps"])
+            out[init, L, eta, delta, seed] = trajectory
+    return out
+
+
+def test_sweep_rules_match_the_naive_trajectory(grid_sweeps, naive_grid, small):
     """Stop rules, exact crossing steps, Theorem 3 violations and logged observables,
     recomputed from the naive loop's full trajectory."""
     stats = small.stats
@@ -318,14 +357,12 @@ def test_sweep_rules_match_the_naive_trajectory(grid_sweeps, small):
     target = np.sum((small.Y - small.X @ lstsq) ** 2) / (2 * n)
     log_steps = log_schedule(RUN["max_steps"], RUN["log_density"])
     seq = [theory.w_seq(stats.U, stats.V, stats.rho, k) for k in range(1, stats.m + 1)]
-    statuses = set()
+    statuses, violations, crossings = set(), 0, 0
     for init, ds in grid_sweeps.items():
         np.testing.assert_allclose(ds["loss_target"], target, rtol=1e-10)
         for where, cell in _cells(ds):
-            layers0 = init_layers(
-                stats, where["depth"], stats.m, where["delta"], init, int(where.get("seed", 0))
-            )
-            W, loss, u = naive_trajectory(small, layers0, where["eta"], RUN["max_steps"])
+            cell_key = (where["depth"], where["eta"], where["delta"], where.get("seed", 0))
+            W, loss, u = naive_grid[(init, *cell_key)]
             # stopping rules
             blowup = DIVERGENCE_FACTOR * max(loss[0], np.sum(small.Y**2) / n, 1.0)
             with np.errstate(invalid="ignore"):
@@ -352,6 +389,8 @@ def test_sweep_rules_match_the_naive_trajectory(grid_sweeps, small):
             np.testing.assert_allclose(
                 cell["bound_violation"], violation, rtol=1e-8, atol=1e-12, err_msg=str(where)
             )
+            violations += np.sum(violation > 1e-3)
+            crossings += np.sum(crossing > 0)
             # logged observables: the naive values up to the stop, NaN after
             kept = log_steps <= stop
             assert np.isnan(cell["loss"].values[~kept]).all()
@@ -360,14 +399,18 @@ def test_sweep_rules_match_the_naive_trajectory(grid_sweeps, small):
             assert_u_close(cell["u"].values[kept], u[log_steps[kept]])
             assert cell["loss_final"] == pytest.approx(loss[stop], rel=RTOL, nan_ok=True)
             assert_u_close(cell["u_final"].values, u[stop])
+            # singular values and distances move by at most ‖ΔW‖: relative to ‖W(t)‖
             finite = kept & np.isfinite(W).all(axis=(1, 2))[log_steps]
-            sv = np.linalg.svd(W[log_steps[finite]], compute_uv=False)
-            np.testing.assert_allclose(
-                cell["singular_values"].values[finite], sv, rtol=1e-9, atol=1e-12 * sv.max()
-            )
-            dist = np.linalg.norm(W[log_steps[finite], None] - np.stack(seq), axis=(2, 3))
-            np.testing.assert_allclose(cell["dist_seq"].values[finite], dist, rtol=1e-9)
+            Wt = W[log_steps[finite]]
+            size = np.linalg.norm(Wt, axis=(1, 2))[:, None]
+            sv = np.linalg.svd(Wt, compute_uv=False)
+            assert np.all(np.abs(cell["singular_values"].values[finite] - sv) <= RTOL * size)
+            dist = np.linalg.norm(Wt[:, None] - np.stack(seq), axis=(2, 3))
+            assert np.all(np.abs(cell["dist_seq"].values[finite] - dist) <= RTOL * size)
+            assert np.isnan(cell["singular_values"].values[~kept]).all()
+    # every rule was exercised: all statuses, crossings after step 0, violated envelopes (ε ≠ 0)
     assert statuses == {"converged", "diverged", "max_steps"}
+    assert crossings > 20 and violations > 5
 
 
 def test_sweep_dimensions_and_coordinates(small):
@@ -393,7 +436,7 @@ def test_sweep_dimensions_and_coordinates(small):
     # the aligned init ignores the seeds
     _same_bits(aligned, sweep(stats, [1, 3], [0.1, 0.2], 1.0, "aligned", seeds=[1], **common))
     # different seeds, different random runs
-    u = random["u"].sel(step=50).values
+    u = random["u"].sel(step=0).values
     assert not np.array_equal(u[..., 0, :], u[..., 1, :])
 
     for ds, cells in (
