@@ -145,9 +145,9 @@ class _Tracker:
             return
         out, problem = self.out, self.problem
         out.singular_values[runs, log_index] = np.linalg.svd(W, compute_uv=False)
-        if problem.targets.shape[0]:
-            diff = W[:, None] - problem.targets[None]
-            out.distances[runs, log_index] = np.sqrt(np.einsum("rkjl,rkjl->rk", diff, diff))
+        for k, target in enumerate(problem.targets):  # one target at a time: memory R×d×p
+            diff = W - target
+            out.distances[runs, log_index, k] = np.sqrt(np.einsum("rjl,rjl->r", diff, diff))
         if out.recon_error is not None:
             out.recon_error[runs, log_index] = (
                 problem.cc
