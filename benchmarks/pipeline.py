@@ -154,6 +154,11 @@ class Grid:
         )
 
 
+def commuting_text(config: dict[str, Any]) -> str:
+    options = config["datasets"]["commuting"].get("options", {})
+    return "commuting (" + ", ".join(f"{k} {v}" for k, v in options.items()) + ")"
+
+
 def repo_config() -> dict[str, Any]:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -356,7 +361,7 @@ def commuting_stats(config: dict[str, Any]):
 def one_process_sweep(stats, grid: Grid) -> dict[str, float]:
     """Every cell through :func:`lindyn.sweep` in this process (one call per init)."""
     # Not `lindyn.sweep`: after its first use that name is the submodule lindyn.sweep.
-    from lindyn.sweep import sweep
+    from lindyn.sweeps import sweep
 
     start, cpu, elapsed = time.perf_counter(), time.process_time(), 0.0
     for init in grid.inits:
@@ -505,6 +510,16 @@ class Row:
     status: str = "info"
 
 
+def before_row() -> Row:
+    """Files and bytes per run of the per-cell design, as the issue measured them."""
+    return Row(
+        "files and bytes per run",
+        f"before, measured by the issue on commit {BEFORE['commit']} (one store a cell): "
+        f"{BEFORE['files']:,} files, {size(BEFORE['bytes'])} for {BEFORE['cells']:,} cells",
+        f"{BEFORE['files'] / BEFORE['cells']:.0f} files, {size(BEFORE['bytes'] / BEFORE['cells'])}",
+    )
+
+
 def seconds(x: float) -> str:
     if x >= 120:
         return f"{x:.0f} s ({int(x // 60)} min {x % 60:02.0f} s)"
@@ -516,6 +531,11 @@ def size(x: float) -> str:
         if x >= scale:
             return f"{x / scale:.3g} {unit}"
     return f"{x:.0f} B"
+
+
+def percent(x: float) -> str:
+    """A ratio as a percentage: whole percents from 10 %, two significant digits below."""
+    return f"{x:.0%}" if x >= 0.1 else f"{x * 100:.2g}%"
 
 
 def status(ok: bool) -> str:
@@ -538,7 +558,6 @@ class State:
     """What one part hands to another."""
 
     default_work: Path | None = None
-    before_row: Row | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -620,7 +639,7 @@ def part_grid1536(opts: Options, state: State) -> list[Row]:
     rows = [
         Row(
             P,
-            f"grid: commuting (d 20, p 10), {grid.describe()}; {med('pipeline', 'blocks'):.0f} "
+            f"grid: {commuting_text(config)}, {grid.describe()}; {med('pipeline', 'blocks'):.0f} "
             "blocks (jobs)",
             "—",
         ),
@@ -668,14 +687,14 @@ def part_grid1536(opts: Options, state: State) -> list[Row]:
             P,
             "pipeline efficiency = (one-process kernel wall × cores) / (pipeline wall × cores), "
             "kernel = raw `fastgd.Sweep` row, same cores; median of per-round ratios",
-            f"{median(efficiency):.0%}",
+            percent(median(efficiency)),
             f"≥ {TARGETS['efficiency']:.0%}",
             status(median(efficiency) >= TARGETS["efficiency"]) if not opts.quick else "info",
         ),
         Row(
             P,
             "same ratio with the one-process `lindyn.sweep` row as the kernel",
-            f"{median(efficiency_sweep):.0%}",
+            percent(median(efficiency_sweep)),
         ),
         Row(
             P,
@@ -695,12 +714,6 @@ def part_grid1536(opts: Options, state: State) -> list[Row]:
             "apparent)",
             f"{files / cells:.3g} files, {size(disk / cells)}",
         )
-    )
-    state.before_row = Row(
-        "files and bytes per run",
-        f"before, measured by the issue on commit {BEFORE['commit']} (one store a cell): "
-        f"{BEFORE['files']:,} files, {size(BEFORE['bytes'])} for {BEFORE['cells']:,} cells",
-        f"{BEFORE['files'] / BEFORE['cells']:.0f} files, {size(BEFORE['bytes'] / BEFORE['cells'])}",
     )
     return rows
 
@@ -792,7 +805,7 @@ def part_grid100k(opts: Options, state: State) -> list[Row]:
     P = f"{grid.cells:,}-cell grid"
     live = not opts.quick
     rows = [
-        Row(P, f"grid: commuting (d 20, p 10), {grid.describe()}; {n_blocks} blocks (jobs)", "—"),
+        Row(P, f"grid: {commuting_text(config)}, {grid.describe()}; {n_blocks} blocks (jobs)", "—"),
         Row(
             P,
             f"`snakemake -n` (DAG build and plan; schedules all {planned:,} cells): wall"
@@ -848,9 +861,11 @@ def part_grid100k(opts: Options, state: State) -> list[Row]:
 
 def part_incremental(opts: Options, state: State) -> list[Row]:
     work = state.default_work
+    baseline = "the last run of the default part"
     if work is None or not (work / "results" / "report.md").exists():
         print("  incremental: running the default study first ...", file=sys.stderr)
-        work, _ = run_default_study(opts, "default-incremental")
+        work, result = run_default_study(opts, "default-incremental")
+        baseline = f"run here once: {seconds(result['wall'])}"
     before = yaml.safe_load((work / "config.yaml").read_text())
     tiles = {"eta": 4, "delta": 4, **before.get("blocks", {})}
     eta_new = float(f"{max(before['grid']['eta']) * 1.5:.4g}")
@@ -867,8 +882,8 @@ def part_incremental(opts: Options, state: State) -> list[Row]:
         Row(
             P,
             f"default study ({config_cells(before):,} cells; {grid_text}; tiles η "
-            f"{tiles['eta']}, δ {tiles['delta']}), finished; then a value appended to "
-            "config.yaml and `snakemake -n` run",
+            f"{tiles['eta']}, δ {tiles['delta']}), finished ({baseline}); then values "
+            "appended to config.yaml and `snakemake -n` run",
             "—",
         )
     ]
@@ -1013,17 +1028,8 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(base, ignore_errors=True)
         else:
             print(f"working copies kept in {base}", file=sys.stderr)
-    before_row = state.before_row
-    if before_row is None and ("grid100k" in parts or "grid1536" in parts):
-        before_row = Row(
-            "files and bytes per run",
-            f"before, measured by the issue on commit {BEFORE['commit']} (one store a cell): "
-            f"{BEFORE['files']:,} files, {size(BEFORE['bytes'])} for {BEFORE['cells']:,} cells",
-            f"{BEFORE['files'] / BEFORE['cells']:.0f} files, "
-            f"{size(BEFORE['bytes'] / BEFORE['cells'])}",
-        )
-    if before_row is not None:
-        rows.append(before_row)
+    if "grid1536" in parts or "grid100k" in parts:
+        rows.append(before_row())
     load_after = os.getloadavg()
     command = " ".join([".venv/bin/python benchmarks/pipeline.py", *(argv or sys.argv[1:])])
     header = {

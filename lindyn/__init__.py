@@ -15,8 +15,8 @@ _LAZY = {
     "load_dataset": "lindyn.datasets",
     "dataset_stats": "lindyn.stats",
     "Stats": "lindyn.stats",
-    "simulate": "lindyn.sweep",
-    "sweep": "lindyn.sweep",
+    "simulate": "lindyn.sweeps",
+    "sweep": "lindyn.sweeps",
     "open_results": "lindyn.query",
 }
 

@@ -70,7 +70,7 @@ def _cmd_dataset(args: argparse.Namespace) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
     from lindyn.store import read_stats, write_block
-    from lindyn.sweep import sweep
+    from lindyn.sweeps import sweep
 
     if (args.stats is None) == (args.dataset is None):
         raise ValueError("give exactly one of --stats STATS.zarr or --dataset NAME")

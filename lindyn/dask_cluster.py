@@ -63,6 +63,8 @@ def _slurm_client(settings: Mapping[str, Any], log_directory: str | os.PathLike 
         "walltime": settings["walltime"],
         "job_name": settings["job_name"],
         "scheduler_options": {"dashboard_address": ":0"},
+        # keep the scheduler's INFO lines (workers registering, leaving) in the job's log
+        "silence_logs": False,
     }
     for key, value in (
         ("queue", slurm_partition(settings)),
@@ -76,7 +78,12 @@ def _slurm_client(settings: Mapping[str, Any], log_directory: str | os.PathLike 
         options["log_directory"] = str(log_directory)
     cluster = SLURMCluster(**options)
     jobs = int(settings["jobs"])
-    log.info("SLURMCluster: %d worker jobs of %d cores; job script:\n%s", jobs, cores, cluster.job_script())
+    log.info(
+        "SLURMCluster: %d worker jobs of %d cores; job script:\n%s",
+        jobs,
+        cores,
+        cluster.job_script(),
+    )
     cluster.scale(jobs=jobs)
     client = Client(cluster)
     start = time.perf_counter()

@@ -29,7 +29,7 @@ __all__ = ["Engine", "NumpyEngine", "make_engine", "numba_available"]
 
 
 class Engine(Protocol):
-    """What :mod:`lindyn.sweep` needs of an engine."""
+    """What :mod:`lindyn.sweeps` needs of an engine."""
 
     runs: int
 

@@ -5,7 +5,7 @@ orthogonal change of input basis (THEORY §2): with ``Σx = Q diag(μ) Qᵀ`` th
 first layer ``W̃_1 = QᵀW_1`` follows GD on ``(diag(μ), QᵀΣxy)``, where the
 gradient of the product is an element-wise scaling. This is exact, not an
 approximation. This module holds what the engines (:mod:`lindyn.engines`,
-:mod:`lindyn.fastgd`) and the sweeps (:mod:`lindyn.sweep`) share:
+:mod:`lindyn.fastgd`) and the sweeps (:mod:`lindyn.sweeps`) share:
 
 * :class:`EigenProblem`, a dataset in that working basis with the observables
   to track (loss, components ``u_i = U_iᵀ W V_i``, distances to fixed targets);
@@ -13,7 +13,7 @@ approximation. This module holds what the engines (:mod:`lindyn.engines`,
   gradients of batched layers (the numpy engine's step);
 * :func:`log_schedule`, the steps at which a sweep logs its full observables;
 * :data:`DIVERGENCE_FACTOR`, the scale of the divergence rule (stopping rules:
-  :mod:`lindyn.sweep`);
+  :mod:`lindyn.sweeps`);
 * :func:`naive_gd`, the reference every fast path is tested against: plain
   full-data GD on ``X, Y`` in the original basis, every layer, every step.
 """

@@ -20,7 +20,7 @@ RESULT_MODULES = (
     "gd.py",
     "init.py",
     "stats.py",
-    "sweep.py",
+    "sweeps.py",
     "theory.py",
 )
 

@@ -19,7 +19,7 @@ from lindyn.engines import make_engine
 from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule, naive_gd
 from lindyn.init import init_layers
 from lindyn.stats import dataset_stats
-from lindyn.sweep import simulate
+from lindyn.sweeps import simulate
 
 
 @pytest.fixture(params=["numpy", "numba"])

@@ -52,7 +52,7 @@ from lindyn.aggregate import aggregate, combine_blocks
 from lindyn.blocks import Block, block_path, plan_blocks
 from lindyn.cli import main as lindyn_main
 from lindyn.store import StoreError, open_block, open_store, read_stats, write_block
-from lindyn.sweep import sweep
+from lindyn.sweeps import sweep
 
 CONFIG = {
     "datasets": {

@@ -7,7 +7,7 @@ layer, every step. Against it, on random (non-commuting) problems:
   :class:`lindyn.fastgd.Sweep`): per-step loss and ``u``, and the products, to
   1e-10 relative in float64;
 * ``subset``: advancing the kept runs alone is advancing all and selecting, bit for bit;
-* :func:`lindyn.sweep.sweep`: a cell's results do not depend on the rest of its
+* :func:`lindyn.sweeps.sweep`: a cell's results do not depend on the rest of its
   sweep (bit for bit), the two kernels agree, and the stopping rules, exact
   crossing steps and Theorem 3 violations are those of the naive trajectory.
 """
@@ -29,7 +29,7 @@ from lindyn.engines import make_engine
 from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule, naive_gd
 from lindyn.init import init_layers
 from lindyn.stats import dataset_stats
-from lindyn.sweep import FRACTIONS, simulate, sweep
+from lindyn.sweeps import FRACTIONS, simulate, sweep
 
 RTOL = 1e-10  # "same iterates" in float64
 STEPS = 40
@@ -494,3 +494,12 @@ def test_progress_bar(small, capsys):
     assert capsys.readouterr().err == ""
     sweep(small.stats, [1, 2], 0.1, 1.0, **run)  # default: only big sweeps on a terminal
     assert capsys.readouterr().err == ""
+
+
+def test_top_level_names_stay_the_functions():
+    """`import lindyn.sweeps` must not shadow `lindyn.sweep` (a module named like it would)."""
+    import lindyn
+    import lindyn.sweeps
+
+    assert callable(lindyn.sweep) and lindyn.sweep is lindyn.sweeps.sweep
+    assert lindyn.simulate is lindyn.sweeps.simulate

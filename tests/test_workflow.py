@@ -15,7 +15,7 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, run_snakemake
 from lindyn import theory
 from lindyn.blocks import block_path, plan_blocks, scheduled_cells
 from lindyn.store import open_block, read_stats
-from lindyn.sweep import sweep
+from lindyn.sweeps import sweep
 
 pytestmark = pytest.mark.slow
 
