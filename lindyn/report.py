@@ -1486,7 +1486,9 @@ def _provenance_section(
             )
         )
         lines.append("")
-        lines.append("Run time is each run's share of its block's simulation time (`elapsed_seconds`).")
+        lines.append(
+            "Run time is each run's share of its block's simulation time (`elapsed_seconds`)."
+        )
         lines.append("")
     if config is not None:
         import yaml
