@@ -190,11 +190,16 @@ class _Tracker:
         out.u[runs[:, None], in_chunk[None, :]] = u[:, local]
         out.loss[runs[:, None], in_chunk[None, :]] = np.where(valid, loss, np.nan)[:, local]
 
-        # First crossings: the first step with u ≥ f·ρ (NaN never crosses).
-        reached = u[:, :, None, :] >= self.thresholds  # (R, n, F, c)
-        first = np.where(reached.any(axis=1), start + reached.argmax(axis=1), np.nan)
-        known = out.crossing_step[runs]
-        out.crossing_step[runs] = np.where(np.isnan(known), first.transpose(0, 2, 1), known)
+        # First crossings: the first step with u ≥ f·ρ (NaN never crosses). Searched only
+        # where the chunk reaches a threshold not crossed before.
+        peak = np.fmax.reduce(u, axis=1)  # (R, c), NaN only if every step is NaN
+        crossing = out.crossing_step[runs]  # (R, c, F)
+        for f, threshold in enumerate(self.thresholds):
+            rows, comps = np.nonzero(np.isnan(crossing[:, :, f]) & (peak >= threshold))
+            if rows.size:
+                hits = u[rows, :, comps] >= threshold[comps, None]  # (m, n)
+                crossing[rows, comps, f] = start + hits.argmax(axis=1)
+        out.crossing_step[runs] = crossing
 
         if self.theorem3:
             lower, upper = theory.theorem3_envelopes(

@@ -169,7 +169,9 @@ def theorem3_envelopes(
         u0). NaN where the theorem does not apply: ``s ≤ 0``, ``λ ≤ 0``,
         ``u0 ≤ 0``, ``u0 ≥ ρ``, ``η ≤ 0``, ``ηs > 1/2`` or ``t < 0``.
     """
-    t, s, lam, u0, eta = _floats(t, s, lam, u0, eta)
+    # Not broadcast up front: what does not depend on t is computed once per component
+    # (a sweep evaluates the envelopes at every step of every run).
+    t, s, lam, u0, eta = (np.asarray(a, dtype=float) for a in (t, s, lam, u0, eta))
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = s / lam
         log_y0 = _log_y0(s, lam, u0)
