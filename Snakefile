@@ -18,11 +18,13 @@ include: "workflow/rules/report.smk"
 
 
 # Under a cluster executor these rules run on the submitting host, not as cluster jobs
-# (README, "Running on Slurm"): the figures and the report only read the aggregated stores.
-# config `cluster.localrules` adds more. `all` runs nothing and is always local.
+# (README, "Running on Slurm"): the figures and the report only read the aggregated stores,
+# and `aggregate` with `aggregate.cluster: slurm` only orchestrates its Dask workers' Slurm
+# jobs. config `cluster.localrules` adds more. `all` runs nothing and is always local.
 workflow.localrules(
     "report",
     *(f"figure_{name}" for name, _, _ in FIGURES.values()),
+    *(["aggregate"] if config["aggregate"]["cluster"] == "slurm" else []),
     *config.get("cluster", {}).get("localrules", []),
 )
 

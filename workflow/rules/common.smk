@@ -1,4 +1,5 @@
 # Helpers shared by the rules: config validation, the grid, paths.
+import math
 import sys
 from pathlib import Path
 
@@ -57,6 +58,15 @@ def block_arguments(wildcards):
 def block_cells(wildcards):
     """Number of cells a block simulates (shown by `lindyn plan`)."""
     return BLOCKS[wildcards.dataset][wildcards.block].cells
+
+
+def block_runtime(wildcards, attempt):
+    """Minutes of a block job under a cluster executor (workflow/profiles/slurm): 5, plus
+    config simulate.minutes_per_million_steps per million cell-steps; times the attempt.
+    """
+    million_steps = block_cells(wildcards) * config["max_steps"] / 1e6
+    rate = config["simulate"]["minutes_per_million_steps"]
+    return attempt * (5 + math.ceil(million_steps * rate))
 
 
 def dataset_option_args(wildcards):

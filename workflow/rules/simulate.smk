@@ -11,6 +11,7 @@ rule simulate:
     threads: config["simulate"]["threads"]
     resources:
         cells=block_cells,
+        runtime=block_runtime,
     params:
         cells=block_arguments,
         max_steps=config["max_steps"],
