@@ -61,6 +61,16 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the real-Slurm tests last.
+
+    snakemake-executor-plugin-slurm asks `scontrol` for the cluster's settings whenever
+    Snakemake starts; once the Slurm test has installed Slurm and stopped its daemons,
+    that question waits 10 s for a controller that is gone, in every later `snakemake`.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory) -> Path:
     """The real workflow, run once on a tiny grid; returns its working directory."""
