@@ -170,6 +170,28 @@ def combine_blocks(blocks: Sequence[tuple[str | Path, Block]]) -> xr.Dataset:
     return combined.sortby(list(GRID_DIMS)).transpose(*GRID_DIMS, ...)
 
 
+def _name_unreadable_blocks(blocks: Sequence[tuple[str | Path, Block]], err: Exception) -> None:
+    """Raise a StoreError naming the blocks whose data cannot be read; else re-raise ``err``.
+
+    Reading is lazy, so a chunk that fails its checksum shows up only when the
+    combined data is computed, without the name of its block.
+    """
+    unreadable = []
+    for path, _ in blocks:
+        try:
+            open_block(path, verify=False).load()
+        except (StoreError, ValueError) as problem:
+            unreadable.append((path, problem))
+    if not unreadable:
+        raise err
+    raise StoreError(
+        f"{len(unreadable)} of {len(blocks)} block stores have chunks that cannot be read:\n"
+        + "\n".join(f"  block store {path}: {problem}" for path, problem in unreadable)
+        + "\ndelete them and rerun the pipeline (make run) to recompute them: rm "
+        + " ".join(str(path) for path, _ in unreadable)
+    ) from err
+
+
 def _usable(runs: xr.Dataset) -> xr.DataArray:
     """Runs whose measurements mean something: not diverged (and not missing)."""
     return runs["status"].isin(USABLE_STATUSES)
@@ -409,7 +431,10 @@ def aggregate(
     try:
         with dask.config.set(scheduler="sync" if client is None else None):
             # Read every block once; the tables and the trajectories store reuse it.
-            runs = runs.persist()
+            try:
+                runs = runs.persist()
+            except ValueError as err:  # a chunk failing its crc32c: say which block
+                _name_unreadable_blocks(blocks, err)
             read = time.perf_counter()
             comp, ks = runs["component"], runs["k"]
             s = xr.DataArray(stats.s[: comp.size], coords={"component": comp})

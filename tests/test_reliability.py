@@ -444,6 +444,13 @@ def test_block_rewritten_with_a_forged_zip_crc_still_fails_its_chunk_checksum(re
     ds = open_block(store, block.expected())  # lazy: chunks are checked when read
     with pytest.raises(ValueError, match="checksum"):
         ds["u"].values  # noqa: B018
+    # Aggregation reads lazily too, and then names the block and the cure.
+    with pytest.raises(StoreError) as info:
+        aggregate(block_pairs(results), results / "datasets/commuting.zarr", results / "agg")
+    message = str(info.value)
+    assert message.startswith("1 of 4 block stores have chunks that cannot be read"), message
+    assert f"block store {store}: " in message and "checksum" in message
+    assert message.endswith(f"rm {store}")
 
 
 def test_all_damaged_blocks_are_named_at_once_and_the_advice_cures_them(results, tmp_path):
@@ -1019,3 +1026,28 @@ def test_broken_data_file_through_the_real_cli(tmp_path, case):
     _assert_clean_failure(proc.returncode, proc.stderr, path)
     assert not marker.exists(), "the file was unpickled"
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_npy_file_with_a_zip_inside_fails_in_one_line(tmp_path, no_unpickling):
+    """Found by Hypothesis: an .npy whose data holds a zip passes `zipfile.is_zipfile`."""
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        archive.writestr("X.npy", b"x")
+    buffer = io.BytesIO()
+    np.save(buffer, np.frombuffer(inner.getvalue(), dtype=np.uint8))
+    path = tmp_path / "data.npz"
+    path.write_bytes(buffer.getvalue())
+    record_reliability("bad data files tried")
+    status, message = _run_dataset_cli(path, tmp_path / "out.zarr")
+    _assert_clean_failure(status, message, path)
+
+
+def test_npz_member_with_a_damaged_header_fails_in_one_line(tmp_path, no_unpickling):
+    """Found by Hypothesis: numpy parses a .npy header as a Python literal."""
+    buffer = io.BytesIO()
+    np.savez(buffer, X=np.zeros((30, 4)), Y=np.zeros((30, 2)))
+    path = tmp_path / "data.npz"
+    path.write_bytes(buffer.getvalue().replace(b"'<f8', 'fortran", b"'<f8'# 'fortran", 1))
+    record_reliability("bad data files tried")
+    status, message = _run_dataset_cli(path, tmp_path / "out.zarr")
+    _assert_clean_failure(status, message, path)

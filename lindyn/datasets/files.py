@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -24,6 +25,9 @@ from lindyn.datasets.errors import DatasetError
 __all__ = ["existing_file", "gather", "load_arrays", "read_bytes"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+
+# What numpy lets escape when it parses a damaged .npy header as a Python literal.
+_HEADER_ERRORS = (SyntaxError, tokenize.TokenError)
 
 
 def existing_file(option: str, path: str) -> Path:
@@ -158,8 +162,11 @@ def load_arrays(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
         raise DatasetError(f"{path}: not an .npz (zip) archive")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as err:
-        raise DatasetError(f"{path}: cannot open as .npz: {err}") from None
+    # _HEADER_ERRORS: a .npy file with a zip inside, whose damaged header numpy parses.
+    except (*_HEADER_ERRORS, OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{path}: cannot open as .npz: {e}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a zip inside a .npy file
+        raise DatasetError(f"{path}: not an .npz archive (it starts like a single .npy array)")
     with archive:
         missing = [name for name in names if name not in archive.files]
         if missing:
@@ -172,8 +179,10 @@ def load_arrays(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
             try:
                 arrays[name] = archive[name]
             # RuntimeError: zipfile's unsupported compression (NotImplementedError) and
-            # encryption; MemoryError: a damaged .npy header announcing a huge shape.
+            # encryption; MemoryError: a damaged .npy header announcing a huge shape;
+            # _HEADER_ERRORS: a damaged header, which numpy parses as a Python literal.
             except (
+                *_HEADER_ERRORS,
                 OSError,
                 ValueError,
                 EOFError,
