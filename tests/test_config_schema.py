@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
 from lindyn.config import ConfigError, check_config, config_error_message, grid_cells
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -169,17 +170,20 @@ def test_every_valid_configuration_is_accepted(config, npz_file):
     config = _with_npz(copy.deepcopy(config), npz_file)
     record_reliability("valid configurations accepted (in-process)")
     assert refusal(config) is None
-    # Defaults filled in, integers normalised, and every cell gets its own well-formed path.
+    # Defaults filled in, integers normalised, and every cell in exactly one block, whose
+    # store has its own path matching the rule's wildcard constraints.
     assert config["tol"] > 0 and config["max_components"] >= 1
     assert all(type(d) is int for d in config["grid"]["depth"])
     paths = []
     for name in config["datasets"]:
-        for cell in grid_cells(config, name):
-            for key, pattern in CONSTRAINTS.items():
-                assert re.fullmatch(pattern, cell[key]), (key, cell[key])
-            assert float(cell["eta"]) in [float(v) for v in config["grid"]["eta"]]
-            paths.append(tuple(sorted(cell.items())))
-    assert len(paths) == len(set(paths)), "two grid cells would write the same run store"
+        assert re.fullmatch(CONSTRAINTS["dataset"], name)
+        blocks = plan_blocks(config, name)
+        for block in blocks:
+            assert re.fullmatch(BLOCK_PATTERN, block.name), block.name
+            assert set(block.eta) <= {float(v) for v in config["grid"]["eta"]}
+            paths.append(block_path(block))
+        assert sum(block.cells for block in blocks) == len(grid_cells(config, name))
+    assert len(paths) == len(set(paths)), "two blocks would write the same store"
 
 
 # ---------------------------------------------------------------- one defect at a time
