@@ -936,14 +936,9 @@ SECTIONS: dict[str, Callable[[Options, State], list[Row]]] = {
 def machine() -> str:
     import numba
     import snakemake as snakemake_module
+    from run import cpu_model  # benchmarks/run.py, beside this script
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     memory = ""
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():
