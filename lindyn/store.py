@@ -23,6 +23,7 @@ writer on the same host removes once its process is gone.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -226,26 +227,19 @@ def _zip_directory(ds: xr.Dataset, path: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _absent_members(path: Path, members: set[str]) -> list[str]:
-    """Members the block's metadata calls for that its Zip file lacks.
+def _absent_members(store: Any, members: set[str]) -> list[str]:
+    """Members a block's metadata calls for that its Zip file (``members``) lacks.
 
     zarr reads an absent chunk as fill values (NaN, "", 0) without complaint, and
     :func:`write_block` stores every chunk, so an absent one means damage.
     """
-    import itertools
-
     import zarr
-    from zarr.storage import ZipStore
 
     absent = []
-    store = ZipStore(path, mode="r")
-    try:
-        for name, array in zarr.open_group(store, mode="r").arrays():
-            chunks = itertools.product(*(range(n) for n in array.cdata_shape))
-            keys = ["zarr.json"] + [array.metadata.encode_chunk_key(index) for index in chunks]
-            absent += [f"{name}/{key}" for key in keys if f"{name}/{key}" not in members]
-    finally:
-        store.close()
+    for name, array in zarr.open_group(store, mode="r").arrays():
+        chunks = itertools.product(*(range(n) for n in array.cdata_shape))
+        keys = ["zarr.json"] + [array.metadata.encode_chunk_key(index) for index in chunks]
+        absent += [f"{name}/{key}" for key in keys if f"{name}/{key}" not in members]
     return absent
 
 
@@ -295,8 +289,9 @@ def open_block(
             bad = archive.testzip() if verify else None
         if bad is not None:
             raise StoreError(f"member {bad} fails its CRC-32 check")
-        ds = _text_as_object(xr.open_zarr(ZipStore(path, mode="r"), consolidated=True, chunks={}))
-        absent = _absent_members(path, members)
+        store = ZipStore(path, mode="r")  # stays open: the Dataset reads from it lazily
+        ds = _text_as_object(xr.open_zarr(store, consolidated=True, chunks={}))
+        absent = _absent_members(store, members)
         if absent:
             raise StoreError(f"members missing: {', '.join(absent)}")
     except (StoreError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:

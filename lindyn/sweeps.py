@@ -184,11 +184,13 @@ class _Tracker:
 
         steps = start + np.arange(n)
         valid = np.arange(n)[None, :] <= end[:, None]  # (R, n)
-        u = np.where(valid[..., None], u, np.nan)
+        if stopped.any():  # iterates after a run's stop are not part of it
+            u = np.where(valid[..., None], u, np.nan)
+            loss = np.where(valid, loss, np.nan)
         in_chunk = np.flatnonzero((self.log_steps >= start) & (self.log_steps < start + n))
         local = self.log_steps[in_chunk] - start
         out.u[runs[:, None], in_chunk[None, :]] = u[:, local]
-        out.loss[runs[:, None], in_chunk[None, :]] = np.where(valid, loss, np.nan)[:, local]
+        out.loss[runs[:, None], in_chunk[None, :]] = loss[:, local]
 
         # First crossings: the first step with u ≥ f·ρ (NaN never crosses). Searched only
         # where the chunk reaches a threshold not crossed before.
