@@ -86,7 +86,6 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 PARTS = ("grid1536", "default", "grid100k", "incremental")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
 RAW_CHUNK = 1000  # steps a call of the raw kernel (bounds its output arrays, ~26 MB)
 PEER_STRIDE = 8  # the peer runs every 8th cell
 CHECK_STEPS = 20  # steps after which the peer's loop is compared with naive_gd
@@ -295,7 +294,9 @@ def drop(path: Path, opts: Options) -> None:
 
 
 def aggregate_targets(datasets: list[str]) -> list[str]:
-    return [f"results/aggregate/{d}/{name}.zarr" for d in datasets for name in AGGREGATES]
+    from lindyn.paths import AGGREGATES, aggregate_path
+
+    return [str(aggregate_path("results", d, name)) for d in datasets for name in AGGREGATES]
 
 
 def census(root: Path) -> tuple[int, int, int]:

@@ -1,23 +1,23 @@
 """Combine one dataset's block stores with Dask and measure them against the theory.
 
-Outputs, in ``out_dir`` (``results/aggregate/{dataset}/``):
+Outputs, in ``results/aggregate/{dataset}/`` (:mod:`lindyn.paths`):
 
-``trajectories.zarr``
+``trajectories.zarr.zip``
     Every run's logged trajectory, with the grid axes ``depth``, ``width``,
     ``eta``, ``delta``, ``init``, ``seed`` as dimensions (NaN for cells not in
     the grid or past a run's stop step) and the run ``status``.
-``phase_times.zarr`` / ``.csv``
+``phase_times.zarr.zip`` / ``phase_times.csv``
     Per run and component, for ``f`` in 0.1, 0.5, 0.9: the measured first
     crossing step ``t_measured``; the gradient-flow prediction ``t_flow``
     (time of the per-component flow from the run's own ``u_i(0)``, divided by
     η); the asymptotic ``t_asymptotic = τ_L(δ)/(η s_i)``; for depth 2 the
     Corollary 3 bracket ``t_minus``, ``t_plus``; relative errors; whether the
     measured step lies in the bracket and where.
-``bounds.zarr`` / ``.csv``
+``bounds.zarr.zip`` / ``bounds.csv``
     Per depth-2 run: the largest Theorem 3 violation over steps and components,
     the bracket ratio ``t⁺/t⁻``, the measured crossing's position in it, and
     whether consecutive components are separated (Corollary 3).
-``path.zarr`` / ``.csv``
+``path.zarr.zip`` / ``path.csv``
     Per run and ``k``: the smallest distance to ``W_k^seq`` and ``W_k^RRR``
     relative to their norms, and the logged-step window where it stays within
     :data:`PATH_TOLERANCE`.
@@ -41,8 +41,9 @@ import xarray as xr
 from lindyn import flow, theory
 from lindyn.blocks import Block
 from lindyn.dask_cluster import dask_client
+from lindyn.paths import aggregate_kind, aggregate_path, csv_path, stats_path
 from lindyn.provenance import provenance
-from lindyn.store import StoreError, open_block, read_stats, write_store
+from lindyn.store import StoreError, open_block, read_stats, write_atomically, write_store
 
 __all__ = [
     "GRID_DIMS",
@@ -56,7 +57,7 @@ __all__ = [
 
 GRID_DIMS = ("depth", "width", "eta", "delta", "init", "seed")
 # Statuses whose measurements enter phase times, bounds and path metrics. A
-# diverged run keeps its trajectory (up to its stop step) in trajectories.zarr
+# diverged run keeps its trajectory (up to its stop step) in the trajectories store
 # and its status everywhere, but its crossings and distances are NaN.
 USABLE_STATUSES = ("converged", "max_steps")
 PATH_TOLERANCE = 0.1
@@ -91,11 +92,13 @@ def _cells(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def combine_blocks(blocks: Sequence[tuple[str | Path, Block]]) -> xr.Dataset:
+def combine_blocks(
+    blocks: Sequence[tuple[str | Path, Block]], stats_hash: str | None = None
+) -> xr.Dataset:
     """Open a dataset's block stores lazily and combine them along the grid axes.
 
-    Each block is checked (CRC-32 of every member, required variables, and that
-    it holds the cells its place in the configuration says), then opened with
+    Each block is checked (:func:`lindyn.store.open_block`: whole, verifiable,
+    and holding the cells its place in the configuration says), then opened with
     Dask arrays; :func:`xarray.combine_nested` places the blocks of each init
     by their tile, and :func:`xarray.concat` joins the inits.
 
@@ -103,6 +106,8 @@ def combine_blocks(blocks: Sequence[tuple[str | Path, Block]]) -> xr.Dataset:
     ----------
     blocks : sequence of (path, Block)
         Every block store of one dataset, with the block it must hold.
+    stats_hash : str, optional
+        The hash of the statistics every block must have been simulated on.
 
     Returns
     -------
@@ -122,7 +127,10 @@ def combine_blocks(blocks: Sequence[tuple[str | Path, Block]]) -> xr.Dataset:
     damaged = []
     for path, block in blocks:
         try:
-            ds = open_block(path, block.expected())
+            expected = block.expected()
+            if stats_hash is not None:
+                expected["stats_hash"] = stats_hash
+            ds = open_block(path, expected)
         except StoreError as err:
             damaged.append((path, err))
             continue
@@ -179,7 +187,7 @@ def _name_unreadable_blocks(blocks: Sequence[tuple[str | Path, Block]], err: Exc
     unreadable = []
     for path, _ in blocks:
         try:
-            open_block(path, verify=False).load()
+            open_block(path).load()
         except (StoreError, ValueError) as problem:
             unreadable.append((path, problem))
     if not unreadable:
@@ -378,13 +386,12 @@ def _table(ds: xr.Dataset, path: Path) -> None:
         how="all", subset=[v for v in frame.data_vars if v != "status"]
     )
     # Flat columns: pandas writes a MultiIndex row by row, minutes for 10⁶ rows.
-    frame.reset_index().to_csv(path, index=False)
+    write_atomically(path, lambda tmp: frame.reset_index().to_csv(tmp, index=False))
 
 
 def aggregate(
     blocks: Sequence[tuple[str | Path, Block]],
-    stats_path: str | Path,
-    out_dir: str | Path,
+    results: str | Path,
     workers: int = 1,
     cluster: str = "local",
     slurm: Mapping[str, Any] | None = None,
@@ -396,11 +403,11 @@ def aggregate(
     ----------
     blocks : sequence of (path, Block)
         The dataset's block stores and the blocks they must hold
-        (:func:`lindyn.blocks.plan_blocks`).
-    stats_path : path-like
-        The dataset's statistics store.
-    out_dir : path-like
-        Output directory.
+        (:func:`lindyn.blocks.plan_blocks`), all of one dataset.
+    results : path-like
+        The results directory: the dataset's statistics store is read from it
+        and the aggregated stores and CSV tables written to it
+        (:mod:`lindyn.paths`).
     workers : int
         Size of the Dask ``LocalCluster`` (1: Dask's synchronous scheduler, no
         cluster) when ``cluster`` is ``"local"``.
@@ -419,12 +426,15 @@ def aggregate(
     """
     import dask
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not blocks:
+        raise ValueError("no block stores to aggregate")
+    dataset = blocks[0][1].dataset
+    if any(block.dataset != dataset for _, block in blocks):
+        raise ValueError(f"blocks of several datasets: {sorted({b.dataset for _, b in blocks})}")
     start = time.perf_counter()
-    stats = read_stats(stats_path)
+    stats = read_stats(stats_path(results, dataset), dataset=dataset)
     # Block-sized chunks make thousands of tiny tasks: compute on one chunk per depth.
-    runs = combine_blocks(blocks)
+    runs = combine_blocks(blocks, stats.stats_hash)
     runs = runs.chunk({dim: 1 if dim == "depth" else -1 for dim in runs.dims})
     n_runs = sum(block.cells for _, block in blocks)
     client = dask_client(cluster, workers, slurm, dask_log_directory)
@@ -465,8 +475,10 @@ def aggregate(
                 **provenance(),
             }
             paths = {}
-            runs.attrs = attrs
-            paths["trajectories"] = write_store(runs, out_dir / "trajectories.zarr")
+            runs.attrs = {"kind": aggregate_kind("trajectories"), **attrs}
+            paths["trajectories"] = write_store(
+                runs, aggregate_path(results, dataset, "trajectories")
+            )
             for name, table in tables.items():
                 table = table.compute()
                 # Cells that are not runs get no predictions either: tables list runs only.
@@ -474,9 +486,10 @@ def aggregate(
                 for v in table.data_vars:
                     if table[v].dtype.kind in "fc":
                         table[v] = table[v].where(ran)
-                table.attrs = attrs
-                paths[name] = write_store(table, out_dir / f"{name}.zarr")
-                _table(table, out_dir / f"{name}.csv")
+                table.attrs = {"kind": aggregate_kind(name), **attrs}
+                paths[name] = write_store(table, aggregate_path(results, dataset, name))
+                paths[f"{name}_csv"] = csv_path(results, dataset, name)
+                _table(table, paths[f"{name}_csv"])
     finally:
         if client is not None:
             client.close()

@@ -73,9 +73,9 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     from lindyn.sweeps import sweep
 
     if (args.stats is None) == (args.dataset is None):
-        raise ValueError("give exactly one of --stats STATS.zarr or --dataset NAME")
+        raise ValueError("give exactly one of --stats STATS.zarr.zip or --dataset NAME")
     if args.stats is not None:
-        stats = read_stats(args.stats)
+        stats = read_stats(args.stats, dataset=args.label)
     else:
         stats = _load_stats(args.dataset, args.option)
     name = args.label or stats.meta.get("label") or stats.meta.get("name", "")
@@ -115,8 +115,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> None:
     blocks = plan_blocks(config, args.dataset)
     aggregate(
         blocks=[(block_path(block, args.results), block) for block in blocks],
-        stats_path=Path(args.results) / "datasets" / f"{args.dataset}.zarr",
-        out_dir=Path(args.results) / "aggregate" / args.dataset,
+        results=args.results,
         workers=args.workers,
     )
 
@@ -158,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="loader name: commuting, autoencoder, digits, mnist_sample, ...")
     _add_dataset_arguments(p)
     p.add_argument("--label", help="name of this dataset in the grid (default: loader name)")
-    p.add_argument("--out", required=True, help="output statistics store (STATS.zarr)")
+    p.add_argument("--out", required=True, help="output statistics store (STATS.zarr.zip)")
     p.set_defaults(func=_cmd_dataset)
 
     p = sub.add_parser("sweep", help="simulate a grid of runs and write one block store")

@@ -40,6 +40,7 @@ from matplotlib.ticker import NullFormatter
 
 from lindyn import flow, theory
 from lindyn.aggregate import GRID_DIMS, USABLE_STATUSES
+from lindyn.store import write_atomically
 
 __all__ = [
     "DPI",
@@ -187,16 +188,20 @@ def new_figure(kind: str, **kwargs: Any) -> Figure:
 
 
 def save_figure(fig: Figure, paths: Iterable[str | Path]) -> list[Path]:
-    """Save ``fig`` to each path (format from the suffix) and close it.
+    """Save ``fig`` to each path (format from the suffix), atomically, and close it.
 
     The PNG is exactly ``figsize × DPI`` pixels (no tight bounding box).
     """
     out = []
     for path in paths:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(
-            path, dpi=DPI, metadata={"Creator": "lindyn"} if path.suffix == ".png" else None
+        fmt = path.suffix.lstrip(".")
+        metadata = {"Creator": "lindyn"} if fmt == "png" else None
+        write_atomically(
+            path,
+            lambda tmp, fmt=fmt, metadata=metadata: fig.savefig(
+                tmp, format=fmt, dpi=DPI, metadata=metadata
+            ),
         )
         out.append(path)
     plt.close(fig)

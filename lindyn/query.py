@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lindyn.paths import AGGREGATES, aggregate_kind, aggregate_path, stats_path
 from lindyn.provenance import code_hash, git_commit
-from lindyn.store import open_store
+from lindyn.store import STATS_KIND, open_store
 
-__all__ = ["TABLES", "open_results", "query_main", "query_table", "stale_runs"]
+__all__ = ["open_results", "query_main", "query_table", "stale_runs"]
 
-TABLES = ("trajectories", "phase_times", "bounds", "path")
 # What each `lindyn query` table shows.
 COLUMNS = {
     "phase": (
@@ -66,8 +66,37 @@ COLUMNS = {
 }
 
 
+def _open_aggregate(results: Path, dataset: str, table: str, lazy: bool) -> xr.Dataset:
+    """One aggregated store, checked to be whole and the dataset's current one.
+
+    Loaded, every chunk is verified now; lazy, as it is read.
+    """
+    expected = {"dataset": dataset}
+    if stats_path(results, dataset).exists():
+        expected["stats_hash"] = _stats_attrs(results, dataset)["stats_hash"]
+    return open_store(
+        aggregate_path(results, dataset, table),
+        "aggregated",
+        kind=aggregate_kind(table),
+        expected=expected,
+        lazy=lazy,
+        verify=not lazy,
+    )
+
+
+def _datasets(results: Path) -> list[str]:
+    root = results / "aggregate"
+    if not root.is_dir():
+        raise FileNotFoundError(f"no aggregated results under {root}; run the pipeline first")
+    return sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
 def open_results(path: str | Path = "results") -> xr.DataTree:
     """Open every aggregated store under ``path/aggregate`` lazily.
+
+    Each store is checked as :func:`lindyn.store.open_store` does (whole, with
+    its checksums, of the dataset whose directory it sits in, computed from that
+    dataset's current statistics); its chunks are verified as they are read.
 
     Parameters
     ----------
@@ -77,19 +106,17 @@ def open_results(path: str | Path = "results") -> xr.DataTree:
     Returns
     -------
     xarray.DataTree
-        Nodes ``{dataset}/{table}``; the dataset node's attrs hold its ε values.
+        Nodes ``{dataset}/{table}``.
     """
-    root = Path(path) / "aggregate"
-    if not root.is_dir():
-        raise FileNotFoundError(f"no aggregated results under {root}; run the pipeline first")
-    nodes: dict[str, xr.Dataset] = {}
-    for directory in sorted(p for p in root.iterdir() if p.is_dir()):
-        for table in TABLES:
-            store = directory / f"{table}.zarr"
-            if store.exists():
-                nodes[f"{directory.name}/{table}"] = open_store(store, lazy=True)
+    path = Path(path)
+    nodes = {
+        f"{dataset}/{table}": _open_aggregate(path, dataset, table, lazy=True)
+        for dataset in _datasets(path)
+        for table in AGGREGATES
+        if aggregate_path(path, dataset, table).exists()
+    }
     if not nodes:
-        raise FileNotFoundError(f"no aggregated stores under {root}")
+        raise FileNotFoundError(f"no aggregated stores under {path / 'aggregate'}")
     return xr.DataTree.from_dict(nodes)
 
 
@@ -139,12 +166,13 @@ def query_table(
     if table == "runs":
         return stale_runs(results, datasets=datasets)
     name, columns = COLUMNS[table]
-    tree = open_results(results)
     frames = []
-    for dataset in tree.children:
-        if (datasets and dataset not in datasets) or name not in tree[dataset].children:
+    for dataset in _datasets(results):
+        if (datasets and dataset not in datasets) or not aggregate_path(
+            results, dataset, name
+        ).exists():
             continue
-        ds = _select(tree[f"{dataset}/{name}"].to_dataset(), where)
+        ds = _select(_open_aggregate(results, dataset, name, lazy=False), where)
         present = [c for c in columns if c in ds]
         if not present:
             continue
@@ -158,16 +186,29 @@ def query_table(
     return pd.concat(frames, ignore_index=True)
 
 
+def _stats_attrs(results: str | Path, dataset: str) -> dict[str, Any]:
+    """The attributes of a dataset's statistics store, after verifying every byte of it."""
+    store = open_store(
+        stats_path(results, dataset),
+        "statistics",
+        kind=STATS_KIND,
+        required=("dataset_meta", "stats_hash"),
+        expected={"dataset": dataset},
+    )
+    return store.attrs
+
+
 def _eps_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
     rows = []
-    for store in sorted((results / "datasets").glob("*.zarr")):
-        if datasets and store.stem not in datasets:
+    for store in sorted((results / "datasets").glob("*.zarr.zip")):
+        dataset = store.name.removesuffix(".zarr.zip")
+        if datasets and dataset not in datasets:
             continue
-        meta = json.loads(open_store(store, "statistics", lazy=True).attrs["dataset_meta"])
+        meta = json.loads(_stats_attrs(results, dataset)["dataset_meta"])
         by = meta.get("eps_by_centring", {})
         rows.append(
             {
-                "dataset": store.stem,
+                "dataset": dataset,
                 "loader": meta.get("loader"),
                 "center": meta.get("center"),
                 "eps_a1_raw": by.get("raw", {}).get("eps_a1"),
@@ -205,12 +246,15 @@ def stale_runs(
     pandas.DataFrame
         One row per run (cell of a block store): its dataset and grid axes (no
         seed for the aligned init), status, stop step, ``stale``, ``why`` and the
-        block store's path.
+        block store's path. A block that is not whole, or not the block its path
+        names in the configuration's grid (e.g. another block copied onto it), is
+        one row of status ``unusable`` whose ``why`` names the problem.
     """
     import yaml
 
     from lindyn import __version__
-    from lindyn.store import open_block
+    from lindyn.blocks import plan_blocks
+    from lindyn.store import StoreError, open_block
 
     results = Path(results)
     if config is None:
@@ -224,22 +268,37 @@ def stale_runs(
     commit = git_commit()
     current_code = code_hash()
     hashes: dict[str, str | None] = {}
+    planned = {
+        dataset: {block.name: block for block in plan_blocks(config, dataset)}
+        for dataset in (config.get("datasets", {}) if "grid" in config else {})
+    }
     frames = []
     for store in sorted((results / "blocks").glob("*/*.zarr.zip")):
         dataset = store.parent.name
         if datasets and dataset not in datasets:
             continue
+        shown = str(store.relative_to(results.parent) if results.is_absolute() else store)
         if dataset not in hashes:
-            stats_store = results / "datasets" / f"{dataset}.zarr"
             hashes[dataset] = (
-                open_store(stats_store, "statistics", lazy=True).attrs.get("stats_hash")
-                if stats_store.exists()
+                _stats_attrs(results, dataset)["stats_hash"]
+                if stats_path(results, dataset).exists()
                 else None
             )
-        block = open_block(store, verify=False)
+        plan = planned.get(dataset, {}).get(store.name.removesuffix(".zarr.zip"))
+        try:
+            block = open_block(store, plan.expected() if plan else {"dataset": dataset})
+        except StoreError as err:  # damaged, or another cell's block copied to this path
+            frames.append(
+                pd.DataFrame(
+                    {"dataset": [dataset], "status": ["unusable"], "stale": [True]}
+                    | {"why": [str(err)], "path": [shown]}
+                )
+            )
+            continue
         attrs = block.attrs
         params = json.loads(attrs.get("settings", "{}"))
-        reasons = [
+        reasons = [] if plan or not planned else ["not in the configuration's grid"]
+        reasons += [
             f"{key} {params.get(key)} -> {value}"
             for key, value in settings.items()
             if key in params and not np.isclose(float(params[key]), float(value))
@@ -259,7 +318,7 @@ def stale_runs(
         frame["width"] = int(block["width"].values)
         frame["stale"] = bool(reasons)
         frame["why"] = "; ".join(reasons)
-        frame["path"] = str(store.relative_to(results.parent) if results.is_absolute() else store)
+        frame["path"] = shown
         frames.append(frame)
     columns = ["dataset", "depth", "width", "eta", "delta", "init", "seed", "status"]
     if not frames:
@@ -268,7 +327,7 @@ def stale_runs(
     if "seed" in frame:  # the aligned init has no seed
         frame["seed"] = frame["seed"].astype("Int64")
     present = [c for c in columns if c in frame]
-    return frame[[*present, "stop_step", "stale", "why", "path"]]
+    return frame.reindex(columns=[*present, "stop_step", "stale", "why", "path"])
 
 
 def query_main(args: argparse.Namespace) -> None:

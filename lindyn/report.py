@@ -1,8 +1,9 @@
 """The claims report: every number computed from the aggregated stores.
 
 :func:`build_report` reads, for each dataset, the statistics store
-(``results/datasets/{dataset}.zarr``) and the aggregated stores
-(``results/aggregate/{dataset}/{trajectories,phase_times,bounds,path}.zarr``)
+(``results/datasets/{dataset}.zarr.zip``) and the aggregated stores
+(``results/aggregate/{dataset}/{trajectories,phase_times,bounds,path}.zarr.zip``),
+verified and checked to be that dataset's (:func:`load_dataset`),
 and writes ``results/report.md``:
 
 * the claims table: each claim of the paper, for every dataset, with the
@@ -40,6 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lindyn.paths import AGGREGATES, aggregate_kind, aggregate_path, stats_path
+from lindyn.store import write_atomically
+
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
@@ -67,7 +71,6 @@ log = logging.getLogger(__name__)
 
 OK_STATUSES = ("converged", "max_steps")
 GRID_DIMS = ("depth", "width", "eta", "delta", "init", "seed")
-AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
 # Figure stem -> (kind in lindyn.plots.FIGURE_SIZES, title, report category). The kind is
 # also the suffix of the figure's rule in workflow/rules/report.smk (`figure_{kind}`),
 # which the Snakefile relies on to declare those rules local.
@@ -196,11 +199,10 @@ def _scalar(ds: xr.Dataset | None, name: str) -> float:
 
 def aggregate_paths(results: str | os.PathLike, dataset: str) -> dict[str, Path]:
     """Paths of a dataset's statistics store and aggregated stores under ``results``."""
-    root = Path(results)
-    paths = {"stats": root / "datasets" / f"{dataset}.zarr"}
-    for name in AGGREGATES:
-        paths[name] = root / "aggregate" / dataset / f"{name}.zarr"
-    return paths
+    return {
+        "stats": stats_path(results, dataset),
+        **{name: aggregate_path(results, dataset, name) for name in AGGREGATES},
+    }
 
 
 K_VARIABLES = (
@@ -244,27 +246,35 @@ def tidy(ds: xr.Dataset) -> xr.Dataset:
 
 
 def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
-    """Open (and load into memory) one dataset's stores; absent or damaged ones are None."""
-    from lindyn.store import StoreError, open_store
+    """Open (and load into memory, verifying them) one dataset's stores.
 
-    paths = aggregate_paths(results, name)
+    An absent store is None (and listed in ``problems``); a store that is there
+    must be whole and of this dataset: its ``kind``, its ``dataset`` and, for
+    aggregated stores, the hash of the statistics they were computed from.
+
+    Raises
+    ------
+    lindyn.store.StoreError
+        Naming a store that is damaged, unverifiable or not this dataset's, and
+        how to recompute it.
+    """
+    from lindyn.store import STATS_KIND, open_store
+
     res = DatasetResults(name=name, stats=None)
-    for key, path in paths.items():
+    for key, path in aggregate_paths(results, name).items():
         if not path.exists():
             res.problems.append(f"{path} does not exist")
             continue
-        try:
-            ds = open_store(path)
-        except StoreError as err:
-            res.problems.append(str(err))
-            continue
+        expected = {"dataset": name}
         if key == "stats":
-            res.stats = ds
-        else:
-            ds = tidy(ds)
-            if "status" in ds:
-                ds["status"] = ds["status"].astype(str)
-            setattr(res, key, ds)
+            res.stats = open_store(path, "statistics", kind=STATS_KIND, expected=expected)
+            continue
+        if res.stats is not None:
+            expected["stats_hash"] = res.stats.attrs["stats_hash"]
+        ds = tidy(open_store(path, "aggregated", kind=aggregate_kind(key), expected=expected))
+        if "status" in ds:
+            ds["status"] = ds["status"].astype(str)
+        setattr(res, key, ds)
     return res
 
 
@@ -1739,10 +1749,7 @@ def build_report(
     lines += _runs_section(inventory, problems)
     lines += _provenance_section(results, inventory, config)
     text = "\n".join(lines).rstrip() + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return text
 
 
@@ -1781,12 +1788,10 @@ def figure_inputs(
 ) -> list[str]:
     """The stores a figure reads, as workflow paths (statistics, then aggregates)."""
     names = figure_datasets(figure, datasets)
-    paths = [f"{results}/datasets/{name}.zarr" for name in names]
+    paths = [stats_path(results, name) for name in names]
     if aggregates:
-        paths += [
-            f"{results}/aggregate/{name}/{store}.zarr" for name in names for store in AGGREGATES
-        ]
-    return paths
+        paths += [aggregate_path(results, name, store) for name in names for store in AGGREGATES]
+    return [str(path) for path in paths]
 
 
 def report_targets(results: str = "results") -> list[str]:

@@ -1,24 +1,28 @@
-"""lindyn's stores: Zarr format 3, written by xarray, atomically, with checksums.
+"""lindyn's stores: Zarr format 3, written by xarray, one Zip file each, verified on read.
 
-Three kinds of store:
+Three kinds of store, each a single ``*.zarr.zip`` file in the layout zarr's
+:class:`~zarr.storage.ZipStore` reads (``xr.open_zarr(ZipStore(path))``):
 
-* a **statistics store** (``results/datasets/{dataset}.zarr``): Σx, Σxy, their
+* a **statistics store** (``results/datasets/{dataset}.zarr.zip``): Σx, Σxy, their
   decompositions, ``s``, ``lam``, ``rho``, ``eps_a1``, ``eps_iso``; its content
   hash is recorded and checked on read;
 * a **block store** (``results/blocks/{dataset}/{block}.zarr.zip``): the runs of
-  one block of grid cells (the Dataset :func:`lindyn.sweep` returns) in a single
-  Zip file, zarr's :class:`~zarr.storage.ZipStore` layout, so a block of
-  hundreds of runs is one file;
-* **aggregated stores** (``results/aggregate/{dataset}/*.zarr``).
+  one block of grid cells (the Dataset :func:`lindyn.sweep` returns);
+* **aggregated stores** (``results/aggregate/{dataset}/{table}.zarr.zip``).
 
-Every array is written with zarr's ``crc32c`` codec, so a changed chunk is
-refused when read; in a block store every member (metadata included) is also
-covered by the Zip format's CRC-32, checked by :func:`open_block`.
+Integrity: every array is written with zarr's ``crc32c`` codec and every chunk is
+stored, and every member of the Zip file carries the Zip format's CRC-32.
+:func:`open_store` refuses a store whose metadata fails its CRC-32, whose arrays
+lack the ``crc32c`` codec (the integrity record), or which lacks a chunk; a chunk
+whose bytes changed fails both checksums when read. Identity: every store records
+its ``kind`` and what it is of (dataset, statistics hash, grid cells), which the
+reader compares with what it expects at that path.
 
 Writes go to a temporary sibling named after the host and process, which is
-renamed into place: a store at its final path is always complete, and a killed
-writer leaves only a ``*.tmp-*`` sibling that no reader accepts and that the next
-writer on the same host removes once its process is gone.
+renamed into place: a store at its final path is always complete, concurrent
+writers of one store each replace it whole, and a killed writer leaves only a
+``*.tmp-*`` sibling that no reader accepts and that the next writer on the same
+host removes once its process is gone.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import socket
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +55,7 @@ __all__ = [
     "read_stats",
     "recompute_hint",
     "stats_dataset",
+    "write_atomically",
     "write_block",
     "write_stats",
     "write_store",
@@ -58,6 +63,8 @@ __all__ = [
 
 BLOCK_REQUIRED = ("u", "loss", "crossing_step", "status", "stop_step")
 BLOCK_ATTRS = ("dataset", "settings", "stats_hash", "code_hash")
+BLOCK_KIND = "lindyn.sweep"
+STATS_KIND = "lindyn.stats"
 
 
 class StoreError(RuntimeError):
@@ -89,8 +96,21 @@ def _remove_stale_temporaries(path: Path) -> None:
             continue
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` on a temporary sibling of ``path``, then rename it into place."""
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a temporary sibling of ``path``, then rename it into place.
+
+    Every file lindyn writes goes through here, so a file at its final path is
+    always whole (a disk-full or killed writer leaves only its temporary).
+
+    Parameters
+    ----------
+    path : path-like
+        The final file.
+    write : callable
+        Writes the file's content to the path it is given (which does not end
+        like ``path``: name the format explicitly where it is inferred from the
+        suffix).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
@@ -99,14 +119,9 @@ def _atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     )
     try:
         write(tmp)
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # one file: atomic, and the last of concurrent writers wins whole
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -147,72 +162,7 @@ def _to_directory(ds: xr.Dataset, path: Path) -> None:
         )
 
 
-def write_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to a Zarr 3 directory store at ``path`` atomically.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        Numpy- or Dask-backed; Dask chunks become Zarr chunks.
-    path : path-like
-        Final location; an existing store there is replaced.
-    """
-    return _atomic(path, lambda tmp: _to_directory(ds, tmp))
-
-
-def _check_final(path: Path, what: str) -> None:
-    if ".tmp-" in path.name:
-        raise StoreError(
-            f"{path} is the temporary file of an unfinished or interrupted write, not a "
-            f"{what} store; it is never read"
-        )
-    if not path.exists():
-        raise StoreError(f"{what} store {path} does not exist")
-
-
-def _text_as_object(ds: xr.Dataset) -> xr.Dataset:
-    """Zarr 3 reads text as numpy's variable-width strings; lindyn works with ``object``."""
-    for name, var in ds.variables.items():
-        if var.dtype.kind == "T":
-            ds[name] = var.astype(object)
-    return ds
-
-
-def open_store(path: str | os.PathLike, what: str = "aggregated", lazy: bool = False) -> xr.Dataset:
-    """Open a Zarr directory store written by :func:`write_store`.
-
-    Parameters
-    ----------
-    path : path-like
-    what : str
-        The kind of store, for messages.
-    lazy : bool
-        Back the variables with Dask arrays instead of loading them (which
-        verifies every chunk's checksum).
-
-    Raises
-    ------
-    StoreError
-        If the store is missing or damaged, naming it and how to recompute it.
-    """
-    import xarray as xr
-
-    path = Path(path)
-    _check_final(path, what)
-    try:
-        with warnings.catch_warnings():
-            # Snakemake leaves a timestamp file in directory outputs.
-            warnings.filterwarnings("ignore", "Object at .snakemake_timestamp")
-            ds = xr.open_zarr(path, consolidated=True, chunks={} if lazy else None)
-            return _text_as_object(ds if lazy else ds.load())
-    except Exception as err:  # zarr and the crc32c codec raise many kinds for damaged stores
-        raise StoreError(f"{what} store {path} is damaged ({err}); {recompute_hint(path)}") from err
-
-
-# ---------------------------------------------------------------- blocks
-
-
-def _zip_directory(ds: xr.Dataset, path: Path) -> None:
+def _zip_store(ds: xr.Dataset, path: Path) -> None:
     """The Zarr store of ``ds`` as one Zip file (the layout zarr's ZipStore reads)."""
     directory = path.with_name(path.name + ".dir")
     try:
@@ -227,38 +177,160 @@ def _zip_directory(ds: xr.Dataset, path: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _absent_members(store: Any, members: set[str]) -> list[str]:
-    """Members a block's metadata calls for that its Zip file (``members``) lacks.
-
-    zarr reads an absent chunk as fill values (NaN, "", 0) without complaint, and
-    :func:`write_block` stores every chunk, so an absent one means damage.
-    """
-    import zarr
-
-    absent = []
-    for name, array in zarr.open_group(store, mode="r").arrays():
-        chunks = itertools.product(*(range(n) for n in array.cdata_shape))
-        keys = ["zarr.json"] + [array.metadata.encode_chunk_key(index) for index in chunks]
-        absent += [f"{name}/{key}" for key in keys if f"{name}/{key}" not in members]
-    return absent
-
-
-def write_block(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write a block of runs (a :func:`lindyn.sweep` Dataset) as one Zip store, atomically.
+def write_store(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` as a Zarr 3 store in one Zip file at ``path``, atomically.
 
     Parameters
     ----------
     ds : xarray.Dataset
+        Numpy- or Dask-backed; Dask chunks become Zarr chunks. Its ``kind``
+        attribute says what it is (checked by :func:`open_store`).
     path : path-like
-        Final location, by convention ``*.zarr.zip``.
+        Final location, by convention ``*.zarr.zip``; a store there is replaced
+        (a rename of one file: a concurrent reader sees the old or the new store).
     """
-    return _atomic(path, lambda tmp: _zip_directory(ds, tmp))
+    return write_atomically(path, lambda tmp: _zip_store(ds, tmp))
+
+
+def _check_final(path: Path, what: str) -> None:
+    if ".tmp-" in path.name:
+        raise StoreError(
+            f"{path} is the temporary file of an unfinished or interrupted write, not a "
+            f"{what} store; it is never read"
+        )
+    if not path.is_file():
+        raise StoreError(f"{what} store {path} does not exist")
+
+
+def _text_as_object(ds: xr.Dataset) -> xr.Dataset:
+    """Zarr 3 reads text as numpy's variable-width strings; lindyn works with ``object``."""
+    for name, var in ds.variables.items():
+        if var.dtype.kind == "T":
+            ds[name] = var.astype(object)
+    return ds
+
+
+def _integrity_problems(store: Any, archive: zipfile.ZipFile) -> list[str]:
+    """What makes a store's content unverifiable, or shows it incomplete.
+
+    Every metadata member is read (the Zip format checks its CRC-32 on a full
+    read, as it does for every chunk zarr reads later); every array must carry
+    the ``crc32c`` codec (the store's integrity record) and every one of its
+    chunks: zarr would read an absent chunk as fill values (NaN, "", 0) without
+    complaint, and :func:`write_store` stores every chunk.
+    """
+    import zarr
+    from zarr.codecs import Crc32cCodec
+
+    members = set(archive.namelist())
+    for member in sorted(members):
+        if member.endswith("zarr.json"):
+            archive.read(member)  # raises BadZipFile if its CRC-32 does not match
+    problems = []
+    for name, array in zarr.open_group(store, mode="r").arrays():
+        if not any(isinstance(codec, Crc32cCodec) for codec in array.metadata.codecs):
+            problems.append(f"array {name} carries no crc32c checksum")
+        chunks = itertools.product(*(range(n) for n in array.cdata_shape))
+        keys = ["zarr.json"] + [array.metadata.encode_chunk_key(index) for index in chunks]
+        problems += [f"{name}/{key} is missing" for key in keys if f"{name}/{key}" not in members]
+    return problems
+
+
+def _held(ds: xr.Dataset, key: str) -> Any:
+    """What ``ds`` records for ``key``: a grid axis's values, a scalar coordinate, or an attr."""
+    if key in ds.dims:
+        return ds[key].values.tolist()
+    if key in ds.coords:
+        return ds[key].values.item()
+    return ds.attrs.get(key)
+
+
+def open_store(
+    path: str | os.PathLike,
+    what: str,
+    *,
+    kind: str | None = None,
+    required: Sequence[str] = (),
+    expected: Mapping[str, Any] | None = None,
+    lazy: bool = False,
+    verify: bool = True,
+) -> xr.Dataset:
+    """Open a store written by :func:`write_store`, checking it is whole and the one expected.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        The kind of store in words, for messages ("statistics", "block", ...).
+    kind : str, optional
+        The ``kind`` attribute the store must carry (e.g. ``"lindyn.stats"``).
+    required : sequence of str
+        Variables or attributes the store must hold.
+    expected : mapping, optional
+        The store's identity: attribute values (``dataset``, ``stats_hash``,
+        ``settings``), scalar coordinates (``init``, ``width``) and the values
+        of grid axes (``depth``, ``eta``, ``delta``, ``seed``) it must hold.
+    lazy : bool
+        Back the variables with Dask arrays instead of loading them now.
+    verify : bool
+        Check every member's CRC-32 now (one read of the file). Without it, a
+        lazy store's chunks are verified only as they are read, and a damaged
+        one then raises from the computation that reads it, without the store's
+        name.
+
+    Raises
+    ------
+    StoreError
+        If the store is missing, damaged, incomplete, unverifiable or not the
+        expected one; the message names it and how to recompute it.
+    """
+    import xarray as xr
+    from zarr.storage import ZipStore
+
+    path = Path(path)
+    _check_final(path, what)
+    hint = recompute_hint(path)
+    try:
+        store = ZipStore(path, mode="r")  # stays open: a lazy Dataset reads from it
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip() if verify else None
+            problems = [f"{bad} fails its CRC-32 check"] if bad else []
+            problems += _integrity_problems(store, archive)
+        if problems:
+            raise StoreError("; ".join(problems))
+        ds = xr.open_zarr(store, consolidated=True, chunks={} if lazy else None)
+        ds = _text_as_object(ds if lazy else ds.load())
+    except StoreError as err:
+        raise StoreError(f"{what} store {path} cannot be trusted ({err}); {hint}") from err
+    except Exception as err:  # zarr, zipfile and crc32c raise many kinds for damaged stores
+        raise StoreError(f"{what} store {path} is damaged ({err}); {hint}") from err
+    if kind is not None and ds.attrs.get("kind") != kind:
+        raise StoreError(
+            f"{path} is a {ds.attrs.get('kind')!r} store where a {what} store ({kind!r}) "
+            f"belongs; {hint}"
+        )
+    missing = [key for key in required if key not in ds and key not in ds.attrs]
+    if missing:
+        raise StoreError(f"{what} store {path} lacks {', '.join(missing)}; {hint}")
+    for key, want in (expected or {}).items():
+        have = _held(ds, key)
+        if have != want:
+            raise StoreError(
+                f"{what} store {path} holds {key}={have!r} where {want!r} belongs there; {hint}"
+            )
+    return ds
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def write_block(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write a block of runs (a :func:`lindyn.sweep` Dataset), atomically."""
+    return write_store(ds, path)
 
 
 def open_block(
-    path: str | os.PathLike,
-    expected: Mapping[str, Any] | None = None,
-    verify: bool = True,
+    path: str | os.PathLike, expected: Mapping[str, Any] | None = None, verify: bool = True
 ) -> xr.Dataset:
     """Open a block store lazily (Dask arrays), checking that it is the right, whole block.
 
@@ -266,54 +338,24 @@ def open_block(
     ----------
     path : path-like
     expected : mapping, optional
-        What the block must hold: attribute values (``dataset``, ``settings``,
-        ``stats_hash``), scalar coordinates (``init``, ``width``) and the values
-        of its grid axes (``depth``, ``eta``, ``delta``, ``seed``).
+        What the block must hold (see :meth:`lindyn.blocks.Block.expected`).
     verify : bool
-        Check every member's CRC-32 first (reads the file once).
+        As for :func:`open_store`.
 
     Raises
     ------
     StoreError
-        If the block is missing, damaged, incomplete or not the expected one;
-        the message names the store and how to recompute it.
+        As :func:`open_store`.
     """
-    import xarray as xr
-    from zarr.storage import ZipStore
-
-    path = Path(path)
-    _check_final(path, "block")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = set(archive.namelist())
-            bad = archive.testzip() if verify else None
-        if bad is not None:
-            raise StoreError(f"member {bad} fails its CRC-32 check")
-        store = ZipStore(path, mode="r")  # stays open: the Dataset reads from it lazily
-        ds = _text_as_object(xr.open_zarr(store, consolidated=True, chunks={}))
-        absent = _absent_members(store, members)
-        if absent:
-            raise StoreError(f"members missing: {', '.join(absent)}")
-    except (StoreError, OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise StoreError(f"block store {path} is damaged ({err}); {recompute_hint(path)}") from err
-    missing = [v for v in BLOCK_REQUIRED if v not in ds] + [
-        a for a in BLOCK_ATTRS if a not in ds.attrs
-    ]
-    if missing:
-        raise StoreError(f"block store {path} lacks {', '.join(missing)}; {recompute_hint(path)}")
-    for key, want in (expected or {}).items():
-        if key in ds.dims:
-            have = ds[key].values.tolist()
-        elif key in ds.coords:
-            have = ds[key].values.item()
-        else:
-            have = ds.attrs.get(key)
-        if have != want:
-            raise StoreError(
-                f"block store {path} holds {key}={have!r} where the configuration asks for "
-                f"{want!r}; {recompute_hint(path)}"
-            )
-    return ds
+    return open_store(
+        path,
+        "block",
+        kind=BLOCK_KIND,
+        required=BLOCK_REQUIRED + BLOCK_ATTRS,
+        expected=expected,
+        lazy=True,
+        verify=verify,
+    )
 
 
 # ---------------------------------------------------------------- statistics
@@ -378,7 +420,7 @@ def stats_dataset(stats: Stats) -> xr.Dataset:
         "rrr_index": np.arange(1, p + 1),
     }
     attrs = {
-        "kind": "lindyn.stats",
+        "kind": STATS_KIND,
         "dataset": stats.meta.get("label") or stats.meta.get("name", ""),
         "dataset_meta": json.dumps(stats.meta, sort_keys=True, default=str),
         "data_hash": stats.meta.get("data_hash", ""),
@@ -394,16 +436,30 @@ def write_stats(stats: Stats, path: str | os.PathLike) -> Path:
     return write_store(stats_dataset(stats), path)
 
 
-def read_stats(path: str | os.PathLike) -> Stats:
+def read_stats(path: str | os.PathLike, dataset: str | None = None) -> Stats:
     """Load a statistics store, checking its content against its recorded hash.
+
+    Parameters
+    ----------
+    path : path-like
+    dataset : str, optional
+        The dataset the store must be of (its ``dataset`` attribute), e.g. the
+        name its path gives it.
 
     Raises
     ------
     StoreError
-        If the store is missing, damaged, or its content no longer matches its hash.
+        If the store is missing, damaged, of another dataset, or its content no
+        longer matches its hash.
     """
     path = Path(path)
-    ds = open_store(path, "statistics")
+    ds = open_store(
+        path,
+        "statistics",
+        kind=STATS_KIND,
+        required=("dataset_meta", "stats_hash"),
+        expected=None if dataset is None else {"dataset": dataset},
+    )
     try:
         arrays = {name: ds[name].values for name in ds.data_vars}
         stats = Stats(

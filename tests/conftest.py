@@ -88,7 +88,7 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 RELIABILITY: dict[str, int] = {}
 # Which tallies are bad inputs and which are injected faults (for the totals).
 _INPUT_WORDS = ("bad", "broken")
-_FAULT_WORDS = ("kill", "damaged", "stale", "diverging", "killed")
+_FAULT_WORDS = ("kill", "damaged", "stale", "diverging", "killed", "concurrent", "disk")
 
 
 def record_reliability(what: str, count: int = 1) -> None:
@@ -106,5 +106,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     faults = sum(n for k, n in RELIABILITY.items() if any(w in k for w in _FAULT_WORDS))
     terminalreporter.write_line(
         f"bad inputs tried: {inputs}; faults injected: {faults}; "
-        f"runs lost: {RELIABILITY.get('runs lost', 0)}"
+        f"runs lost: {RELIABILITY.get('runs lost', 0)}; "
+        f"results silently wrong: {RELIABILITY.get('results silently wrong', 0)}"
     )

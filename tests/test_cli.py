@@ -26,7 +26,7 @@ def test_every_subcommand_has_help(command):
 
 
 def test_dataset_then_sweep(tmp_path):
-    stats = tmp_path / "stats.zarr"
+    stats = tmp_path / "stats.zarr.zip"
     block = tmp_path / "block.zarr.zip"
     assert (
         main(["dataset", "commuting", "-o", "d=6", "-o", "p=3", "-o", "n=40", "--out", str(stats)])
@@ -61,7 +61,7 @@ def test_dataset_then_sweep(tmp_path):
     ],
 )
 def test_bad_simulation_arguments_name_the_argument(tmp_path, args, named):
-    stats = tmp_path / "stats.zarr"
+    stats = tmp_path / "stats.zarr.zip"
     assert (
         main(["dataset", "commuting", "-o", "d=4", "-o", "p=2", "-o", "n=20", "--out", str(stats)])
         == 0
@@ -78,12 +78,12 @@ def test_bad_simulation_arguments_name_the_argument(tmp_path, args, named):
 
 
 def test_unknown_dataset_and_missing_store_are_clear(tmp_path):
-    proc = _lindyn("dataset", "nope", "--out", str(tmp_path / "x.zarr"))
+    proc = _lindyn("dataset", "nope", "--out", str(tmp_path / "x.zarr.zip"))
     assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
     proc = _lindyn(
         "sweep",
         "--stats",
-        str(tmp_path / "missing.zarr"),
+        str(tmp_path / "missing.zarr.zip"),
         "--depth",
         "2",
         "--eta",
@@ -93,4 +93,4 @@ def test_unknown_dataset_and_missing_store_are_clear(tmp_path):
         "--out",
         str(tmp_path / "r.zarr.zip"),
     )
-    assert proc.returncode == 2 and "missing.zarr" in proc.stderr
+    assert proc.returncode == 2 and "missing.zarr.zip" in proc.stderr

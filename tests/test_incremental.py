@@ -10,14 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-import xarray as xr
 import yaml
 from conftest import TINY_CONFIG, run_snakemake
 
 import lindyn
 from lindyn import provenance, query
 from lindyn.blocks import plan_blocks, scheduled_cells
-from lindyn.store import open_block
+from lindyn.store import open_block, open_store
 
 pytestmark = pytest.mark.slow
 
@@ -179,7 +178,7 @@ def test_open_results_and_query_match_block_stores(tiny_pipeline):
     assert len(lines) == 1 + run.sizes["component"]
     eps = query.query_table(tiny_pipeline / "results", "eps")
     digits = eps.set_index("dataset").loc["digits"]
-    stats = xr.open_zarr(tiny_pipeline / "results/datasets/digits.zarr")
+    stats = open_store(tiny_pipeline / "results/datasets/digits.zarr.zip", "statistics")
     assert digits["eps_a1_raw"] == pytest.approx(float(stats["eps_a1"]))
 
 

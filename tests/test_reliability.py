@@ -23,10 +23,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import errno
 import gzip
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import pickle
 import re
@@ -38,20 +40,35 @@ import struct
 import subprocess
 import sys
 import time
+import unittest.mock
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest import SNAKEMAKE, make_workdir, record_reliability, run_snakemake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from zarr.codecs import Crc32cCodec
 
+import lindyn.store as store_module
+from lindyn import query, report
 from lindyn.aggregate import aggregate, combine_blocks
 from lindyn.blocks import Block, block_path, plan_blocks
 from lindyn.cli import main as lindyn_main
-from lindyn.store import StoreError, open_block, open_store, read_stats, write_block
+from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path
+from lindyn.store import (
+    StoreError,
+    open_block,
+    open_store,
+    read_stats,
+    write_block,
+    write_store,
+)
 from lindyn.sweeps import sweep
 
 CONFIG = {
@@ -77,9 +94,8 @@ SETTINGS = {k: CONFIG[k] for k in ("max_steps", "log_density", "tol", "max_compo
 BLOCKS = plan_blocks(copy.deepcopy(CONFIG), "commuting")
 N_CELLS = sum(block.cells for block in BLOCKS)
 CELL_DIMS = ("depth", "eta", "delta", "seed")
-AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
 # Explicit targets: the stores only (figures and the report have their own tests).
-TARGETS = [f"results/aggregate/commuting/{name}.zarr" for name in AGGREGATES]
+TARGETS = [str(aggregate_path("results", "commuting", name)) for name in AGGREGATES]
 # What a run is, for "runs lost": a cell whose values here differ from the clean run's.
 RUN_VARIABLES = ("status", "stop_step", "u", "loss", "crossing_step")
 # Attributes and variables that differ between two runs of the same computation.
@@ -151,19 +167,19 @@ def dataset_differences(a: xr.Dataset, b: xr.Dataset) -> list[str]:
 
 def open_final(path: Path) -> xr.Dataset:
     """A store at its final path, loaded (every check of its reader passed)."""
-    if path.name.endswith(".zarr.zip"):
+    if path.parent.parent.name == "blocks":
         block = {b.name: b for b in BLOCKS}[path.name.removesuffix(".zarr.zip")]
         return open_block(path, block.expected()).load()
     if path.parent.name == "datasets":
         read_stats(path)  # its content hash, too
         return open_store(path, "statistics")
-    return open_store(path)
+    return open_store(path, "aggregated")
 
 
 def final_stores(workdir: Path) -> list[str]:
     """Every store at a final path under results/, relative (no *.tmp-* file)."""
     results = workdir / "results"
-    found = [*results.rglob("*.zarr"), *results.rglob("*.zarr.zip")]
+    found = results.rglob("*.zarr.zip")
     return sorted(str(p.relative_to(workdir)) for p in found)
 
 
@@ -185,7 +201,7 @@ def compare_with_clean(workdir: Path, clean: Path) -> tuple[list[str], int]:
             problems.append(str(err))
             ds = None
         ref = open_final(clean / rel)
-        if rel.endswith(".zarr.zip"):
+        if "/blocks/" in rel:
             lost += ref["status"].size if ds is None else cells_differing(ds, ref)
         if ds is not None:
             problems += [f"{rel}: {d}" for d in dataset_differences(ds, ref)]
@@ -203,7 +219,7 @@ def dead_pid() -> int:
 
 
 def stale_name(final: Path, pid: int, host: str | None = None, suffix: str = "") -> Path:
-    """A temporary sibling named as :func:`lindyn.store._atomic` names them."""
+    """A temporary sibling named as :func:`lindyn.store.write_atomically` names them."""
     return final.with_name(
         f"{final.name}.tmp-{host or socket.gethostname()}~{pid}~0123abcd{suffix}"
     )
@@ -233,7 +249,7 @@ def recompute_block(results: Path, block: Block) -> None:
     args = [
         "sweep",
         "--stats",
-        str(results / "datasets/commuting.zarr"),
+        str(results / "datasets/commuting.zarr.zip"),
         "--label",
         "commuting",
         *shlex.split(block.sweep_arguments()),
@@ -266,11 +282,11 @@ def pristine(tmp_path_factory) -> Path:
                 "--label",
                 "commuting",
                 "--out",
-                str(results / "datasets/commuting.zarr"),
+                str(results / "datasets/commuting.zarr.zip"),
             ]
         )
     assert status == 0
-    stats = read_stats(results / "datasets/commuting.zarr")
+    stats = read_stats(results / "datasets/commuting.zarr.zip")
     for block in BLOCKS:
         write_block(simulate_block(stats, block), results.parent / block_path(block))
     return results
@@ -297,7 +313,7 @@ def test_a_diverging_cell_never_disturbs_its_block(pristine, init, kernel):
     The diverging step size sits between two stable ones, so the engine repacks
     the runs after it across SIMD groups (9 or 18 runs a depth: 2 or 3 groups of 8 lanes).
     """
-    stats = read_stats(pristine / "datasets/commuting.zarr")
+    stats = read_stats(pristine / "datasets/commuting.zarr.zip")
     kwargs = dict(init=init, seeds=[0, 1], width=3, **SETTINGS, kernel=kernel)
     grid = dict(depth=[1, 2], delta=[2.0, 3.0, 4.0])
     mixed = sweep(stats, eta=[0.2, 50.0, 0.1], **grid, **kwargs).load()
@@ -446,7 +462,7 @@ def test_block_rewritten_with_a_forged_zip_crc_still_fails_its_chunk_checksum(re
         ds["u"].values  # noqa: B018
     # Aggregation reads lazily too, and then names the block and the cure.
     with pytest.raises(StoreError) as info:
-        aggregate(block_pairs(results), results / "datasets/commuting.zarr", results / "agg")
+        aggregate(block_pairs(results), results)
     message = str(info.value)
     assert message.startswith("1 of 4 block stores have chunks that cannot be read"), message
     assert f"block store {store}: " in message and "checksum" in message
@@ -464,7 +480,7 @@ def test_all_damaged_blocks_are_named_at_once_and_the_advice_cures_them(results,
     out_dir = results / "aggregate/commuting"
     for attempt in (
         lambda: combine_blocks(pairs),
-        lambda: aggregate(pairs, results / "datasets/commuting.zarr", out_dir),
+        lambda: aggregate(pairs, results),
     ):
         with pytest.raises(StoreError) as info:
             attempt()
@@ -486,8 +502,8 @@ def test_all_damaged_blocks_are_named_at_once_and_the_advice_cures_them(results,
     for path, block in pairs:
         if not path.exists():
             recompute_block(results, block)
-    paths = aggregate(pairs, results / "datasets/commuting.zarr", out_dir)
-    assert set(paths) == set(AGGREGATES)
+    paths = aggregate(pairs, results)
+    assert set(paths) == {*AGGREGATES, *(f"{name}_csv" for name in CSV_TABLES)}
     lost = sum(cells_differing(open_block(p, b.expected()).load(), clean[p.name]) for p, b in pairs)
     record_reliability("runs lost", lost)
     assert lost == 0
@@ -511,24 +527,234 @@ def test_block_checks_cost_little(pristine):
     assert timings["checked"] < 1.0
 
 
+# ---------------------------------------------------------------- statistics and aggregated stores
+
+
+@pytest.fixture(scope="module")
+def aggregated(pristine, tmp_path_factory) -> Path:
+    """The pristine results/ with the dataset aggregated in-process, to copy and damage."""
+    results = Path(shutil.copytree(pristine, tmp_path_factory.mktemp("aggregated") / "results"))
+    aggregate(block_pairs(results), results)
+    return results
+
+
+def _rewrite_store(path: Path, change) -> None:
+    """The store rewritten whole and valid, checksums included, after ``change(ds)``."""
+    ds = open_store(path, "any")
+    change(ds)
+    write_store(ds, path)
+
+
+def _without_checksums(path: Path) -> None:
+    """The store rewritten whole and valid, but without its integrity record (crc32c)."""
+    ds = open_store(path, "any")
+    encoded = store_module._encoded
+
+    def plain(ds):
+        ds, encoding = encoded(ds)
+        for spec in encoding.values():
+            spec["compressors"] = [c for c in spec["compressors"] if not isinstance(c, Crc32cCodec)]
+        return ds, encoding
+
+    with unittest.mock.patch.object(store_module, "_encoded", plain):
+        write_store(ds, path)
+
+
+def _flip_in_chunk_keeping_zip_crc(path: Path, variable: str) -> None:
+    member = _members(path, f"{variable}/c/")[0]
+    _rewrite_zip(
+        path,
+        lambda name, data: (
+            data[:-5] + bytes([data[-5] ^ 1]) + data[-4:] if name == member else data
+        ),
+    )
+
+
+# (path under results/, a chunked variable, another store that is valid but not this one)
+STORES = {
+    "statistics": ("datasets/commuting.zarr.zip", "s", "aggregate/commuting/bounds.zarr.zip"),
+    "phase_times": (
+        "aggregate/commuting/phase_times.zarr.zip",
+        "t_measured",
+        "aggregate/commuting/bounds.zarr.zip",
+    ),
+    "trajectories": (
+        "aggregate/commuting/trajectories.zarr.zip",
+        "u",
+        "aggregate/commuting/path.zarr.zip",
+    ),
+}
+# Each takes (the store, another store, the chunked variable) and damages the first.
+STORE_DAMAGE = {
+    "byte flipped in a chunk": lambda s, o, v: _flip_byte(s, _members(s, f"{v}/c/")[0]),
+    "chunk edited, Zip CRC-32 recomputed": lambda s, o, v: _flip_in_chunk_keeping_zip_crc(s, v),
+    "byte flipped in the metadata": lambda s, o, v: _flip_byte(s, "zarr.json"),
+    "truncated by one byte": lambda s, o, v: s.write_bytes(s.read_bytes()[:-1]),
+    "emptied": lambda s, o, v: s.write_bytes(b""),
+    "chunk member removed": lambda s, o, v: _drop_member(s, _members(s, f"{v}/c/")[0]),
+    "array metadata member removed": lambda s, o, v: _drop_member(s, f"{v}/zarr.json"),
+    "checksums removed (no crc32c codec)": lambda s, o, v: _without_checksums(s),
+    "another kind of store copied onto it": lambda s, o, v: shutil.copy(o, s),
+    "another dataset's store copied onto it": lambda s, o, v: _rewrite_store(
+        s, lambda ds: ds.attrs.update(dataset="digits")
+    ),
+    "made from other statistics": lambda s, o, v: _rewrite_store(
+        s, lambda ds: ds.attrs.update(stats_hash="0" * 16)
+    ),
+}
+
+
+def _readers(results: Path, store: str) -> dict[str, Callable[[], Any]]:
+    """Everything that reads the store, each as a call that must refuse it."""
+
+    def cli(*args: str) -> None:
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            status = lindyn_main([*args, "--results", str(results)])
+        if status != 0:
+            raise StoreError(err.getvalue())
+
+    readers = {
+        "report": lambda: report.build_report(results, ["commuting"], config=CONFIG),
+        "figure": lambda: report.make_figure(
+            "fig5_theorem3", results, CONFIG["datasets"], [results / "f.png"]
+        ),
+    }
+    if store == "statistics":
+        readers |= {
+            "read_stats": lambda: read_stats(results / STORES[store][0], "commuting"),
+            "aggregation": lambda: aggregate(block_pairs(results), results),
+            "lindyn query eps": lambda: cli("query", "eps"),
+            "lindyn query phase": lambda: cli("query", "phase"),
+        }
+    elif store == "phase_times":
+        readers["lindyn query phase"] = lambda: cli("query", "phase")
+    return readers
+
+
+@pytest.mark.parametrize(
+    ("store", "damage"),
+    [
+        (store, damage)
+        for store in STORES
+        for damage in STORE_DAMAGE
+        # a statistics store is what the others' statistics hash refers to
+        if not (store == "statistics" and damage == "made from other statistics")
+    ],
+)
+def test_damaged_or_misplaced_store_is_refused_by_every_reader(aggregated, tmp_path, store, damage):
+    """Statistics and aggregated stores: verified on read, identity checked, cure named."""
+    results = Path(shutil.copytree(aggregated, tmp_path / "results"))
+    rel, variable, other = STORES[store]
+    path = results / rel
+    STORE_DAMAGE[damage](path, results / other, variable)
+    record_reliability("stores damaged or misplaced after the fact")
+    for reader, read in _readers(results, store).items():
+        try:
+            read()
+        except StoreError as err:
+            message = str(err)
+        else:
+            record_reliability("results silently wrong")
+            pytest.fail(f"{store}, {damage}: {reader} read it")
+        assert str(path) in message and "make run" in message, (reader, message)
+        assert "rm -r" in message, (reader, message)
+
+
+def test_aggregated_tables_unchanged_by_refused_damage(aggregated, tmp_path):
+    """The one break the issue measured: a flipped byte changed `lindyn query phase`."""
+    results = Path(shutil.copytree(aggregated, tmp_path / "results"))
+    before = query.query_table(results, "phase")
+    _flip_in_chunk_keeping_zip_crc(results / STORES["phase_times"][0], "t_measured")
+    with pytest.raises(StoreError, match="checksum"):
+        query.query_table(results, "phase")
+    aggregate(block_pairs(results), results)  # the cure: recompute it
+    pd.testing.assert_frame_equal(query.query_table(results, "phase"), before)
+
+
+def test_misplaced_block_is_named_by_query_runs(results):
+    """One block's store copied onto another's path: `lindyn query runs` says so."""
+    pairs = block_pairs(results)
+    shutil.copy(pairs[0][0], pairs[1][0])
+    record_reliability("stores damaged or misplaced after the fact")
+    runs = query.stale_runs(results, CONFIG)
+    bad = runs[runs["path"].str.endswith(pairs[1][0].name)]
+    assert list(bad["status"]) == ["unusable"] and bad["stale"].all()
+    (why,) = bad["why"]
+    assert "holds" in why and f"rm -r {pairs[1][0]}" in why, why
+    good = runs[~runs["path"].str.endswith(pairs[1][0].name)]
+    assert (good["status"] != "unusable").all() and len(good) == N_CELLS - BLOCKS[1].cells
+
+
+def _write_concurrently(path: Path, value: float, rounds: int) -> None:
+    ds = xr.Dataset({f"v{i}": ("x", np.full(50, value)) for i in range(40)}, attrs={"kind": "test"})
+    for _ in range(rounds):
+        write_store(ds, path)
+
+
+def test_concurrent_writers_of_one_store_never_leave_it_incomplete(tmp_path):
+    """Two writers of one store at once, a reader between: every read is whole."""
+    path = tmp_path / "table.zarr.zip"
+    writers = [
+        multiprocessing.get_context("spawn").Process(
+            target=_write_concurrently, args=(path, value, 8)
+        )
+        for value in (1.0, 2.0)
+    ]
+    for writer in writers:
+        writer.start()
+    reads = 0
+    while any(w.is_alive() for w in writers) or reads == 0:
+        if path.exists():
+            ds = open_store(path, "test", kind="test")
+            assert len(ds.data_vars) == 40
+            values = {float(ds[v][0]) for v in ds.data_vars}
+            assert len(values) == 1 and (ds.to_array() == values.pop()).all()
+            reads += 1
+    for writer in writers:
+        writer.join()
+        assert writer.exitcode == 0
+    record_reliability("concurrent writers of one store", 2)
+    assert reads and not list(tmp_path.glob("*.tmp-*"))
+    open_store(path, "test", kind="test")
+
+
+def test_disk_full_while_writing_a_csv_table_leaves_no_truncated_file(results, monkeypatch):
+    aggregate(block_pairs(results), results)
+    table = results / "aggregate/commuting/phase_times.csv"
+    before = table.read_bytes()
+    real = pd.DataFrame.to_csv
+
+    def disk_full(frame, path, **kwargs):
+        real(frame.head(3), path, **kwargs)  # a part of it reached the disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        aggregate(block_pairs(results), results)
+    record_reliability("disk full while writing a table")
+    assert table.read_bytes() == before
+    assert not list(table.parent.glob("*.tmp-*"))
+
+
 # ---------------------------------------------------------------- temporaries
 
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from lindyn.store import _atomic, _to_directory, _zip_directory, open_block
+from lindyn.store import _to_directory, _zip_store, open_block, write_atomically
 
 ds = open_block(sys.argv[1]).load()
 moment = sys.argv[3]
 
 def write(tmp):
     if moment == "zip complete, not renamed":
-        _zip_directory(ds, tmp)
+        _zip_store(ds, tmp)
     else:  # "Zarr directory written, not zipped"
         _to_directory(ds, tmp.with_name(tmp.name + ".dir"))
     os.kill(os.getpid(), signal.SIGKILL)
 
-_atomic(sys.argv[2], write)
+write_atomically(sys.argv[2], write)
 """
 
 
@@ -605,9 +831,9 @@ def test_clean_run_stores_are_complete_and_verified(clean_run):
     for block in BLOCKS:
         ds = open_block(clean_run / block_path(block), block.expected()).load()
         assert ds["status"].size == block.cells == 2
-    read_stats(clean_run / "results/datasets/commuting.zarr")
+    read_stats(clean_run / "results/datasets/commuting.zarr.zip")
     for rel in TARGETS:
-        open_store(clean_run / rel)
+        open_store(clean_run / rel, "aggregated")
     assert not temporaries(clean_run)
 
 
@@ -617,7 +843,7 @@ def test_divergence_is_stored_counted_and_excluded(clean_run):
 
     The other cell of each block is bitwise the run `lindyn.sweep` gives without η = 50.
     """
-    stats = read_stats(clean_run / "results/datasets/commuting.zarr")
+    stats = read_stats(clean_run / "results/datasets/commuting.zarr.zip")
     diverged = 0
     for block in BLOCKS:
         ds = open_block(clean_run / block_path(block), block.expected()).load()
@@ -633,7 +859,7 @@ def test_divergence_is_stored_counted_and_excluded(clean_run):
         for name in good.data_vars:
             assert _bitwise(good[name], alone[name]), (block.name, name)
     agg = clean_run / "results/aggregate/commuting"
-    phase = open_store(agg / "phase_times.zarr")
+    phase = open_store(agg / "phase_times.zarr.zip", "aggregated")
     assert json.loads(phase.attrs["status_counts"]) == {"converged": 4, "diverged": 4}
     assert phase.attrs["n_runs"] == 8
     bad = phase["status"] == "diverged"
@@ -641,12 +867,12 @@ def test_divergence_is_stored_counted_and_excluded(clean_run):
     for name in ("t_measured", "rel_error_flow", "in_bracket", "bracket_position"):
         assert phase[name].where(bad).isnull().all(), name
     assert phase["t_measured"].where(~bad).notnull().any()
-    bounds = open_store(agg / "bounds.zarr")
+    bounds = open_store(agg / "bounds.zarr.zip", "aggregated")
     assert bounds["max_violation"].where(bounds["status"] == "diverged").isnull().all()
-    path = open_store(agg / "path.zarr")
+    path = open_store(agg / "path.zarr.zip", "aggregated")
     assert path["min_rel_dist_seq"].where(path["status"] == "diverged").isnull().all()
     # The trajectory itself is kept, with its status and stop step.
-    traj = open_store(agg / "trajectories.zarr")
+    traj = open_store(agg / "trajectories.zarr.zip", "aggregated")
     sel = dict(depth=2, width=3, init="aligned", seed=0, eta=50.0, delta=2.0)
     assert str(traj["status"].sel(**sel).values) == "diverged"
     assert np.isfinite(traj["loss"].sel(**sel).isel(step=0).values)
@@ -734,7 +960,7 @@ def _check_after_kill(workdir: Path, clean: Path) -> None:
     by_name = {b.name: b for b in BLOCKS}
     for path in stale:
         name = path.name.split(".tmp-")[0]
-        if name.endswith(".zarr.zip"):
+        if path.parent.parent.name == "blocks":
             block = by_name[name.removesuffix(".zarr.zip")]
             for read in (open_block, lambda p, b=block: combine_blocks([(p, b)])):
                 with pytest.raises(StoreError, match="temporary"):
@@ -744,7 +970,7 @@ def _check_after_kill(workdir: Path, clean: Path) -> None:
                 read_stats(path)
         else:
             with pytest.raises(StoreError, match="temporary"):
-                open_store(path)
+                open_store(path, "aggregated")
 
 
 def _make_run(workdir: Path) -> None:

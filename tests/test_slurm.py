@@ -42,7 +42,8 @@ import xarray as xr
 import yaml
 
 from lindyn.blocks import block_path, plan_blocks
-from lindyn.store import open_block
+from lindyn.paths import AGGREGATES, aggregate_path
+from lindyn.store import open_block, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -60,7 +61,6 @@ PIDFILES = {
 }
 # What a block store is compared on, cluster against local.
 BLOCK_VARIABLES = ("status", "stop_step", "u", "loss", "crossing_step")
-AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
 
 CONFIG = {
     "datasets": {
@@ -261,7 +261,7 @@ def test_failed_job_is_reported_failed_and_retried_with_more_memory(pipeline):
     assert len(errors) == 3, first.output[-5000:]
     for rule, block in errors:
         assert rule == "dataset_stats"
-        assert "output: results/datasets/bad.zarr" in block, block
+        assert "output: results/datasets/bad.zarr.zip" in block, block
         assert re.search(r"SLURM-job '\d+' failed, SLURM status is: 'FAILED'", block), block
     # mem_mb doubling with the attempt
     memory = [
@@ -424,7 +424,7 @@ def dask_on_slurm(pipeline, slurm, tmp_path_factory) -> DaskOnSlurm:
     _write_config(workdir, config)
     plan = _cluster(workdir, slurm, "--dry-run")
     shutil.rmtree(workdir / "results/aggregate/good")
-    targets = [f"results/aggregate/good/{name}.zarr" for name in AGGREGATES]
+    targets = [str(aggregate_path("results", "good", name)) for name in AGGREGATES]
     with QueueWatch(job_name) as watch:
         run = _cluster(workdir, slurm, "--verbose", *targets)
     # the worker jobs are cancelled when the aggregation closes its cluster
@@ -473,7 +473,7 @@ def test_aggregation_on_slurm_gives_the_same_tables(dask_on_slurm):
     new = dask_on_slurm.workdir / "results/aggregate/good"
     old = dask_on_slurm.reference / "results/aggregate/good"
     for name in AGGREGATES:
-        a, b = xr.open_zarr(new / f"{name}.zarr"), xr.open_zarr(old / f"{name}.zarr")
+        a, b = (open_store(d / f"{name}.zarr.zip", "aggregated") for d in (new, old))
         xr.testing.assert_equal(a.load(), b.load())
         for key in ("n_runs", "status_counts", "stats_hash"):
             assert a.attrs[key] == b.attrs[key], (name, key)

@@ -9,12 +9,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, run_snakemake
 
 from lindyn import theory
 from lindyn.blocks import block_path, plan_blocks, scheduled_cells
-from lindyn.store import open_block, read_stats
+from lindyn.store import open_block, open_store, read_stats
 from lindyn.sweeps import sweep
 
 pytestmark = pytest.mark.slow
@@ -42,7 +41,7 @@ def test_every_block_has_a_complete_store(tiny_pipeline):
 
 def test_block_equals_the_library_sweep(tiny_pipeline):
     """A block job runs exactly what `lindyn.sweep` returns in a notebook."""
-    stats = read_stats(tiny_pipeline / "results/datasets/digits.zarr")
+    stats = read_stats(tiny_pipeline / "results/datasets/digits.zarr.zip")
     (block,) = [b for b in plan_blocks(TINY_CONFIG, "digits") if b.init == "random"]
     stored = open_block(tiny_pipeline / block_path(block)).load()
     again = sweep(
@@ -63,16 +62,16 @@ def test_block_equals_the_library_sweep(tiny_pipeline):
 
 
 def test_statistics_store(tiny_pipeline):
-    stats = read_stats(tiny_pipeline / "results/datasets/commuting.zarr")
+    stats = read_stats(tiny_pipeline / "results/datasets/commuting.zarr.zip")
     assert stats.eps_a1 < 1e-12
-    digits = read_stats(tiny_pipeline / "results/datasets/digits.zarr")
+    digits = read_stats(tiny_pipeline / "results/datasets/digits.zarr.zip")
     assert 0 < digits.eps_a1 < digits.eps_iso
-    ds = xr.open_zarr(tiny_pipeline / "results/datasets/digits.zarr")
+    ds = open_store(tiny_pipeline / "results/datasets/digits.zarr.zip", "statistics")
     assert {"s", "lam", "eps_a1", "eps_iso"} <= set(ds.data_vars)
 
 
 def test_aggregate_equals_block_stores(tiny_pipeline):
-    agg = xr.open_zarr(tiny_pipeline / "results/aggregate/digits/trajectories.zarr")
+    agg = open_store(tiny_pipeline / "results/aggregate/digits/trajectories.zarr.zip", "aggregated")
     assert {"depth", "width", "eta", "delta", "init", "seed"} <= set(agg.dims)
     for block in plan_blocks(TINY_CONFIG, "digits"):
         stored = open_block(tiny_pipeline / block_path(block)).load()
@@ -90,7 +89,7 @@ def test_tables_list_runs_only(tiny_pipeline):
     config = copy.deepcopy(TINY_CONFIG)
     config["grid"]["seed"] = [0, 1]
     workdir = make_workdir(tiny_pipeline.parent / "two_seeds", config)
-    run_snakemake(workdir, "results/aggregate/commuting/phase_times.zarr")
+    run_snakemake(workdir, "results/aggregate/commuting/phase_times.zarr.zip")
     frame = pd.read_csv(workdir / "results/aggregate/commuting/phase_times.csv")
     aligned = frame[frame["init"] == "aligned"]
     assert set(aligned["seed"]) == {0} and len(aligned)
@@ -100,9 +99,11 @@ def test_tables_list_runs_only(tiny_pipeline):
 
 def test_phase_times_and_bounds_recomputed_independently(tiny_pipeline):
     """Commuting data, aligned init: the scalar recursion gives the exact crossings."""
-    stats = read_stats(tiny_pipeline / "results/datasets/commuting.zarr")
-    phase = xr.open_zarr(tiny_pipeline / "results/aggregate/commuting/phase_times.zarr")
-    bounds = xr.open_zarr(tiny_pipeline / "results/aggregate/commuting/bounds.zarr")
+    stats = read_stats(tiny_pipeline / "results/datasets/commuting.zarr.zip")
+    phase = open_store(
+        tiny_pipeline / "results/aggregate/commuting/phase_times.zarr.zip", "aggregated"
+    )
+    bounds = open_store(tiny_pipeline / "results/aggregate/commuting/bounds.zarr.zip", "aggregated")
     for eta in TINY_CONFIG["grid"]["eta"]:
         for delta in TINY_CONFIG["grid"]["delta"]:
             sel = dict(depth=2, width=3, init="aligned", seed=0, eta=eta, delta=delta)
@@ -175,3 +176,18 @@ def test_bad_config_is_refused_before_any_job(tmp_path, edit, key):
 
 def test_snakemake_module_is_importable():
     assert SNAKEMAKE[-1] == "snakemake"
+
+
+def test_every_file_the_pipeline_writes_is_declared(tiny_pipeline):
+    """Each file under results/ is a declared output or log of a job (so Snakemake removes
+    it when its job fails) and none is a temporary; `snakemake --summary` lists them."""
+    proc = run_snakemake(tiny_pipeline, "--summary")
+    rows = [line.split("\t") for line in proc.stdout.splitlines()[1:] if "\t" in line]
+    declared = {row[0] for row in rows} | {log for row in rows for log in row[3].split(",")}
+    written = {
+        str(path.relative_to(tiny_pipeline))
+        for path in (tiny_pipeline / "results").rglob("*")
+        if path.is_file() and path.name != ".gitkeep"
+    }
+    assert written - declared == set()
+    assert {"results/aggregate/commuting/phase_times.csv", "results/report.md"} <= written

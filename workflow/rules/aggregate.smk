@@ -9,13 +9,16 @@ AGGREGATE_THREADS = (
 rule aggregate:
     """Combine a dataset's blocks with Dask; phase times, bounds and path metrics."""
     input:
-        stats="results/datasets/{dataset}.zarr",
+        stats="results/datasets/{dataset}.zarr.zip",
         blocks=lambda wildcards: block_paths(wildcards.dataset),
     output:
-        trajectories=directory("results/aggregate/{dataset}/trajectories.zarr"),
-        phase_times=directory("results/aggregate/{dataset}/phase_times.zarr"),
-        bounds=directory("results/aggregate/{dataset}/bounds.zarr"),
-        path=directory("results/aggregate/{dataset}/path.zarr"),
+        trajectories="results/aggregate/{dataset}/trajectories.zarr.zip",
+        phase_times="results/aggregate/{dataset}/phase_times.zarr.zip",
+        bounds="results/aggregate/{dataset}/bounds.zarr.zip",
+        path="results/aggregate/{dataset}/path.zarr.zip",
+        phase_times_csv="results/aggregate/{dataset}/phase_times.csv",
+        bounds_csv="results/aggregate/{dataset}/bounds.csv",
+        path_csv="results/aggregate/{dataset}/path.csv",
     log:
         "results/logs/aggregate/{dataset}.log",
     conda:

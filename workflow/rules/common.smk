@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
+from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path, csv_path
 from lindyn.config import (
     ConfigError,
     check_config,
@@ -79,14 +80,9 @@ def dataset_option_args(wildcards):
 
 
 def aggregate_outputs(dataset):
-    return [
-        f"results/aggregate/{dataset}/{name}"
-        for name in (
-            "trajectories.zarr",
-            "phase_times.zarr",
-            "bounds.zarr",
-            "path.zarr",
-        )
+    """A dataset's aggregated stores and CSV tables (lindyn.paths)."""
+    return [aggregate_path("results", dataset, name) for name in AGGREGATES] + [
+        csv_path("results", dataset, name) for name in CSV_TABLES
     ]
 
 

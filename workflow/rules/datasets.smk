@@ -1,7 +1,7 @@
 rule dataset_stats:
     """Load a dataset once and store its sufficient statistics and spectra."""
     output:
-        directory("results/datasets/{dataset}.zarr"),
+        "results/datasets/{dataset}.zarr.zip",
     log:
         "results/logs/datasets/{dataset}.log",
     conda:

@@ -220,7 +220,7 @@ rule figure_path:
 rule report:
     """The claims report: verdicts computed from the aggregated stores."""
     input:
-        stats=expand("results/datasets/{dataset}.zarr", dataset=config["datasets"]),
+        stats=expand("results/datasets/{dataset}.zarr.zip", dataset=config["datasets"]),
         aggregates=[
             path
             for dataset in config["datasets"]

@@ -1,7 +1,7 @@
 rule simulate:
     """One block of grid cells: a sweep on a dataset's statistics store, one store."""
     input:
-        stats="results/datasets/{dataset}.zarr",
+        stats="results/datasets/{dataset}.zarr.zip",
     output:
         "results/blocks/{dataset}/{block}.zarr.zip",
     log:

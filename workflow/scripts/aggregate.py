@@ -14,8 +14,7 @@ if __name__ == "__main__":
     settings = snakemake.config["aggregate"]  # noqa: F821
     aggregate(
         blocks=list(zip(snakemake.input.blocks, snakemake.params.blocks, strict=True)),  # noqa: F821
-        stats_path=snakemake.input.stats,  # noqa: F821
-        out_dir=Path(snakemake.output.trajectories).parent,  # noqa: F821
+        results=Path(snakemake.output.trajectories).parents[2],  # noqa: F821
         workers=snakemake.threads,  # noqa: F821
         cluster=settings["cluster"],
         slurm=settings["slurm"],

@@ -1,0 +1,48 @@
+"""Where the pipeline keeps each store under its results directory, and what each is.
+
+The one home of the results layout: the workflow's rules, the aggregation, the
+report and ``lindyn query`` all build their paths here (block stores:
+:func:`lindyn.blocks.block_path`). A leaf module: the ``Snakefile`` imports it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "AGGREGATES",
+    "CSV_TABLES",
+    "aggregate_kind",
+    "aggregate_path",
+    "csv_path",
+    "stats_path",
+]
+
+# The aggregated stores of a dataset (lindyn.aggregate), in the order they are written.
+AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
+# The aggregated tables that are also written as CSV files.
+CSV_TABLES = ("phase_times", "bounds", "path")
+
+
+def stats_path(results: str | Path, dataset: str) -> Path:
+    """A dataset's statistics store."""
+    return Path(results) / "datasets" / f"{dataset}.zarr.zip"
+
+
+def aggregate_path(results: str | Path, dataset: str, name: str) -> Path:
+    """One of a dataset's aggregated stores (``name`` in :data:`AGGREGATES`)."""
+    if name not in AGGREGATES:
+        raise ValueError(f"unknown aggregated store {name!r}; one of {', '.join(AGGREGATES)}")
+    return Path(results) / "aggregate" / dataset / f"{name}.zarr.zip"
+
+
+def csv_path(results: str | Path, dataset: str, name: str) -> Path:
+    """The CSV copy of one of a dataset's aggregated tables (``name`` in :data:`CSV_TABLES`)."""
+    if name not in CSV_TABLES:
+        raise ValueError(f"no CSV table {name!r}; one of {', '.join(CSV_TABLES)}")
+    return Path(results) / "aggregate" / dataset / f"{name}.csv"
+
+
+def aggregate_kind(name: str) -> str:
+    """The ``kind`` attribute of an aggregated store, checked when it is read."""
+    return f"lindyn.aggregate.{name}"
