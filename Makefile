@@ -13,12 +13,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[workflow,test,fast]'
 	touch $(STAMP)
 
-# --unlock first: a run killed outright (SIGKILL, lost session) leaves Snakemake's lock
-# behind; the stores themselves are never left half-written (see README, "Reliability").
+# `lindyn run`: snakemake --rerun-incomplete, then the report. It refuses while another run
+# is live in this directory, and removes Snakemake's lock only when it is provably stale
+# (left by a run killed outright); see README, "Reliability".
 run: $(STAMP)
-	$(VENV)/bin/snakemake --unlock --quiet all > /dev/null
-	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
-	$(VENV)/bin/snakemake --cores 1 --report results/report.html
+	$(VENV)/bin/lindyn run --cores $(CORES)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

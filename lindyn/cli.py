@@ -1,6 +1,6 @@
 """The ``lindyn`` command line: the contract the workflow and users rely on.
 
-Subcommands: ``dataset``, ``sweep``, ``aggregate``, ``plan``, ``query``. Heavy modules
+Subcommands: ``dataset``, ``sweep``, ``aggregate``, ``plan``, ``query``, ``run``. Heavy modules
 are imported inside each subcommand.
 """
 
@@ -146,6 +146,22 @@ def _cmd_query(args: argparse.Namespace) -> None:
     query_main(args)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import shlex
+
+    from lindyn.runlock import run_pipeline
+
+    extra = args.snakemake[1:] if args.snakemake[:1] == ["--"] else args.snakemake
+    return run_pipeline(
+        Path(args.directory),
+        args.cores,
+        extra,
+        report=None if args.no_report else Path(args.report),
+        wait=args.wait,
+        command=shlex.join(sys.argv),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lindyn`` command."""
     parser = argparse.ArgumentParser(
@@ -200,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--where", "-w", action="append", default=[], metavar="AXIS=VALUE")
     p.add_argument("--format", choices=["text", "csv"], default="text")
     p.set_defaults(func=_cmd_query)
+
+    p = sub.add_parser(
+        "run",
+        help="run the pipeline (as `make run`), never beside a live run in the same directory",
+    )
+    p.add_argument("--cores", "-c", default="all", help="Snakemake's --cores (default all)")
+    p.add_argument("--directory", "-d", default=".", help="pipeline directory (default .)")
+    p.add_argument("--wait", action="store_true", help="wait for a live run instead of refusing")
+    p.add_argument("--report", default="results/report.html", help="report written after the run")
+    p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument(
+        "snakemake", nargs=argparse.REMAINDER, help="further arguments of the run, after --"
+    )
+    p.set_defaults(func=_cmd_run)
     return parser
 
 
@@ -207,11 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lindyn`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"lindyn {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0  # a subcommand that runs others (`run`) returns their status
 
 
 if __name__ == "__main__":

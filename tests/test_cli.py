@@ -18,7 +18,7 @@ def _lindyn(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("command", ["dataset", "sweep", "aggregate", "plan", "query"])
+@pytest.mark.parametrize("command", ["dataset", "sweep", "aggregate", "plan", "query", "run"])
 def test_every_subcommand_has_help(command):
     proc = _lindyn(command, "--help")
     assert proc.returncode == 0

@@ -7,7 +7,8 @@
   without the diverging step size; aggregation counts them and keeps them out
   of the phase-time, bound and path statistics.
 * The real workflow, killed (SIGKILL to its process group) at several moments and
-  rerun as the README says (``make run``: ``--unlock`` then ``--rerun-incomplete``),
+  rerun as the README says (``make run``, i.e. ``lindyn run``: it removes the lock the
+  killed run left, then ``--rerun-incomplete``),
   gives block stores equal to a clean run's, cell for cell. Temporary ``*.tmp-*``
   files are never read as stores, and the next write of a store removes those of
   dead writers, never those of live ones.
@@ -50,7 +51,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import SNAKEMAKE, make_workdir, record_reliability, run_snakemake
+from conftest import make_workdir, record_reliability, run_snakemake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from zarr.codecs import Crc32cCodec
@@ -973,10 +974,13 @@ def _check_after_kill(workdir: Path, clean: Path) -> None:
                 open_store(path, "aggregated")
 
 
+# The README's recovery, `make run`: `lindyn run` (here without the HTML report).
+LINDYN_RUN = [sys.executable, "-m", "lindyn", "run", "--cores", "2", "--no-report", "--"]
+
+
 def _make_run(workdir: Path) -> None:
-    """The README's recovery, `make run`: unlock, then rerun what is incomplete."""
-    run_snakemake(workdir, "--unlock")
-    run_snakemake(workdir, "--rerun-incomplete", *TARGETS)
+    """`make run`: remove the lock a killed run left, then rerun what is incomplete."""
+    subprocess.run([*LINDYN_RUN, *TARGETS], cwd=workdir, check=True, capture_output=True)
 
 
 @pytest.mark.slow
@@ -984,10 +988,10 @@ def test_killed_workflow_resumes_with_nothing_lost(clean_run, tmp_path):
     """SIGKILL at five moments in a row, each time resuming; then compare with a clean run.
 
     Each resumed run is itself killed at the next moment, so resuming is shown to be
-    interruptible too. Recovery is the README's (`make run`): Snakemake's lock
-    survives a kill, so `--unlock`, then `--rerun-incomplete` (Snakemake marks the
-    outputs of the jobs it was running as incomplete, even a store already renamed
-    into place).
+    interruptible too. Recovery is the README's (`make run`, i.e. `lindyn run`):
+    Snakemake's lock survives a kill and is removed as stale, then `--rerun-incomplete`
+    (Snakemake marks the outputs of the jobs it was running as incomplete, even a store
+    already renamed into place).
     """
     workdir = make_workdir(tmp_path, CONFIG)
     points = [
@@ -998,10 +1002,8 @@ def test_killed_workflow_resumes_with_nothing_lost(clean_run, tmp_path):
         "aggregation writing",
     ]
     for point in points:
-        if any((workdir / ".snakemake/locks").glob("*")):  # left by the previous kill
-            run_snakemake(workdir, "--unlock")
-        proc = subprocess.Popen(
-            [*SNAKEMAKE, "--cores", "2", "--rerun-incomplete", *TARGETS],
+        proc = subprocess.Popen(  # after the first kill, it removes the lock left behind
+            [*LINDYN_RUN, *TARGETS],
             cwd=workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
