@@ -2,7 +2,7 @@
 # The rules live in workflow/rules/; this file only sets things up.
 from snakemake.utils import min_version
 
-from lindyn.report import FIGURES
+from lindyn.report.figures import FIGURES
 
 min_version("9.0")
 

@@ -43,7 +43,7 @@ def _load_stats(name: str, options: list[str], both_centrings: bool = False):
     if both_centrings:
         center = bool(data.meta.get("center", False))
         other = load_dataset(name, **{**parsed, "center": not center})
-        alt = dataset_stats(other.X, other.Y)
+        alt = dataset_stats(other.X, other.Y, meta=other.meta)
         by_centring = {center: stats, not center: alt}
         stats.meta["eps_by_centring"] = {
             "raw": {"eps_a1": by_centring[False].eps_a1, "eps_iso": by_centring[False].eps_iso},
@@ -91,6 +91,9 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         log_density=args.log_density,
         tol=args.tol,
         max_components=args.max_components,
+        budget=args.budget,
+        budget_margin=args.budget_margin,
+        stop=args.stop,
         kernel=args.kernel,
         dataset=name,
     )
@@ -187,7 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["aligned", "random"], default="aligned")
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds of the random init")
     p.add_argument("--width", type=int, default=None, help="hidden width (default min(d, p))")
-    p.add_argument("--max-steps", type=int, default=10_000, help="step budget")
+    p.add_argument(
+        "--max-steps", type=int, default=10_000, help="step budget (with --budget theory: its cap)"
+    )
+    p.add_argument(
+        "--budget",
+        choices=["fixed", "theory"],
+        default="fixed",
+        help="fixed: every cell runs up to --max-steps; theory: each cell's budget covers the "
+        "0.9 crossings of its tracked components (lindyn.regime.step_budget)",
+    )
+    p.add_argument(
+        "--budget-margin", type=float, default=1.5, help="factor on the theory's step budget"
+    )
+    p.add_argument(
+        "--stop",
+        choices=["converged", "crossings"],
+        default="converged",
+        help="crossings: also end a run once its tracked components crossed 0.9·ρ_i",
+    )
     p.add_argument("--log-density", type=int, default=20, help="logged steps per decade")
     p.add_argument("--tol", type=float, default=1e-8, help="relative excess-loss tolerance")
     p.add_argument("--max-components", type=int, default=32, help="components tracked")

@@ -15,6 +15,7 @@ configuration and code.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Mapping
@@ -220,6 +221,16 @@ def _eps_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The configuration keys that change what a block computes (its `settings` attribute).
+SETTINGS = ("max_steps", "log_density", "tol", "max_components", "budget", "budget_margin", "stop")
+
+
+def _differs(stored: Any, configured: Any) -> bool:
+    if isinstance(stored, str) or isinstance(configured, str):
+        return str(stored) != str(configured)
+    return not np.isclose(float(stored), float(configured))
+
+
 def stale_runs(
     results: str | Path,
     config: Mapping[str, Any] | None = None,
@@ -255,15 +266,18 @@ def stale_runs(
     from lindyn import __version__
     from lindyn.blocks import plan_blocks
     from lindyn.store import StoreError, open_block
+    from lindyn.sweeps import sweep
 
     results = Path(results)
     if config is None:
         config_path = results.resolve().parent / "config.yaml"
         config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
-    settings = {
-        key: config[key]
-        for key in ("max_steps", "log_density", "tol", "max_components")
-        if key in config
+    settings = {key: config[key] for key in SETTINGS if key in config}
+    # What a block made before a setting existed ran with: lindyn.sweep's default.
+    defaults = {
+        key: parameter.default
+        for key, parameter in inspect.signature(sweep).parameters.items()
+        if key in SETTINGS
     }
     commit = git_commit()
     current_code = code_hash()
@@ -299,9 +313,9 @@ def stale_runs(
         params = json.loads(attrs.get("settings", "{}"))
         reasons = [] if plan or not planned else ["not in the configuration's grid"]
         reasons += [
-            f"{key} {params.get(key)} -> {value}"
+            f"{key} {params.get(key, defaults[key])} -> {value}"
             for key, value in settings.items()
-            if key in params and not np.isclose(float(params[key]), float(value))
+            if _differs(params.get(key, defaults[key]), value)
         ]
         if hashes[dataset] is not None and attrs.get("stats_hash") != hashes[dataset]:
             reasons.append("dataset statistics changed")

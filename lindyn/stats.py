@@ -179,6 +179,17 @@ def complement_basis(sigma_x: np.ndarray, U_k: np.ndarray) -> np.ndarray:
     return np.hstack([U_k, C])
 
 
+def _origin(meta: dict[str, Any] | None) -> str:
+    """How messages name the data: loader and source from the metadata when known."""
+    meta = meta or {}
+    parts = [f"loader {meta['loader']!r}"] if "loader" in meta else []
+    if "source" in meta:
+        from lindyn.datasets.errors import describe_source
+
+        parts.append(describe_source(meta["source"]))
+    return ": ".join(parts) or "dataset_stats"
+
+
 def dataset_stats(
     X: np.ndarray,
     Y: np.ndarray,
@@ -186,6 +197,11 @@ def dataset_stats(
     meta: dict[str, Any] | None = None,
 ) -> Stats:
     """Compute the sufficient statistics and spectra of a dataset.
+
+    The work is done on X, Y (and X_clean) multiplied by exact powers of two
+    that bring their largest |entry| into [1/2, 1) (`lindyn.datasets.floatrange`),
+    and each statistic is scaled back: products cannot overflow or underflow,
+    and the result equals the direct computation whenever that stays in range.
 
     Parameters
     ----------
@@ -196,22 +212,48 @@ def dataset_stats(
     X_clean : (n, d) array, optional
         Clean signal of a denoising autoencoder (reconstruction error).
     meta : dict, optional
-        Dataset metadata, kept in the result.
+        Dataset metadata, kept in the result; its ``loader`` and ``source``
+        name the data in error messages.
 
     Returns
     -------
     Stats
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match.
+    lindyn.datasets.DatasetError
+        If an entry is not finite, or a statistic would overflow or be
+        subnormal in float64 (then it loses relative precision).
     """
+    from lindyn.datasets.floatrange import binary_exponent, check_finite, restore
+
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must be 2-D with the same rows, got {X.shape} and {Y.shape}")
+    where = _origin(meta)
+    hint = "rescale the data (the loaders' scale='unit' does so exactly)"
+
+    def working(name: str, array: np.ndarray) -> tuple[np.ndarray, int]:
+        check_finite(f"{where}: {name}", array)
+        exponent = binary_exponent(array)
+        return np.ldexp(array, -exponent), exponent
+
+    def back(what: str, value: Any, exponent: int, leading: int = 0) -> np.ndarray:
+        return restore(f"{where}: {what}", value, exponent, leading=leading, hint=hint)
+
+    same = Y is X  # autoencoders: keep one array, so numpy forms XᵀX as before (symmetric)
+    X, ex = working("X", X)
+    Y, ey = (X, ex) if same else working("Y", Y)
+    # From here on X, Y and every statistic are those of the rescaled data, until `back`.
     n, d = X.shape
     p = Y.shape[1]
     sigma_x = X.T @ X / n
     sigma_x = (sigma_x + sigma_x.T) / 2
     sigma_xy = X.T @ Y / n
-    yy = float(np.sum(Y * Y) / n)
+    yy = np.sum(Y * Y) / n
 
     mu, Q = np.linalg.eigh(sigma_x)
     mu, Q = mu[::-1].copy(), Q[:, ::-1].copy()
@@ -235,27 +277,28 @@ def dataset_stats(
 
     sigma_xc = cc = None
     if X_clean is not None:
-        X_clean = np.asarray(X_clean, dtype=np.float64)
-        sigma_xc = X.T @ X_clean / n
-        cc = float(np.sum(X_clean * X_clean) / n)
+        X_clean, ec = working("X_clean", np.asarray(X_clean, dtype=np.float64))
+        sigma_xc = back("XᵀX_clean/n", X.T @ X_clean / n, ex + ec)
+        cc = float(back("tr(X_cleanᵀX_clean)/n", np.sum(X_clean * X_clean) / n, 2 * ec))
 
+    # The ε measures are scale-free; every other statistic is scaled back, if representable.
     return Stats(
-        sigma_x=sigma_x,
-        sigma_xy=sigma_xy,
-        yy=yy,
-        mu=mu,
+        sigma_x=back("Σx = XᵀX/n", sigma_x, 2 * ex),
+        sigma_xy=back("Σxy = XᵀY/n", sigma_xy, ex + ey),
+        yy=float(back("tr(YᵀY)/n", yy, 2 * ey)),
+        mu=back("the eigenvalues of Σx", mu, 2 * ex),
         Q=Q,
         U=U,
         V=V,
-        s=s,
-        lam=lam,
-        rho=rho,
+        s=back("the singular values s_i of Σxy", s, ex + ey, rank),
+        lam=back("λ_i = (UᵀΣxU)_ii", lam, 2 * ex, rank),
+        rho=back("ρ_i = s_i/λ_i", rho, ey - ex, rank),
         rank=rank,
         eps_a1=eps_a1(sigma_x, U),
         eps_iso=eps_iso(sigma_x),
-        rrr_coef=rrr_coef,
+        rrr_coef=back("Σx⁺Σxy", rrr_coef, ey - ex),
         rrr_basis=rrr_basis,
-        rrr_gain=rrr_gain,
+        rrr_gain=back("the eigenvalues of ΣxyᵀΣx⁺Σxy", rrr_gain, 2 * ey),
         sigma_xc=sigma_xc,
         cc=cc,
         meta=dict(meta or {}),

@@ -11,7 +11,16 @@ installed), which advances them side by side. Each run stops on its own:
   ``tol`` times its initial value;
 * **diverged** when the loss is not finite or exceeds ``DIVERGENCE_FACTOR``
   times ``max(ℒ(0), tr(YᵀY)/n, 1)``, at the step where it happens;
-* **max_steps** otherwise.
+* with ``stop="crossings"``, **crossed** at the first step at which every tracked
+  component has crossed ``0.9·ρ_i`` (the largest of :data:`FRACTIONS`) and the loss
+  is at most ``ℒ(0)`` (a diverging run's swings cross thresholds too);
+* **max_steps** at its step budget otherwise: ``max_steps`` for every run, or with
+  ``budget="theory"`` a budget per cell from the theory
+  (:func:`lindyn.regime.step_budget` of its tracked components), capped by
+  ``max_steps``.
+
+The *tracked* components are the first ``max_components``, at most ``rank Σxy``
+and, for ``L ≥ 2``, at most the width ``r`` (the components a run can learn).
 
 A stopped run is dropped from its engine (the others are repacked bit for bit),
 so it stops costing work and never disturbs the runs beside it.
@@ -22,6 +31,9 @@ violation of Theorem 3's envelopes (relative to ``ρ_i``); at the logged steps
 (:func:`lindyn.gd.log_schedule`) it keeps ``u``, the loss, the singular values
 of ``W(t)``, its distances to ``W_k^seq`` and ``W_k^RRR`` and, for data with a
 clean signal, the reconstruction error. Nothing of size ``steps × runs`` is held.
+With a new option in use (``budget``, ``stop``) it also keeps each cell's
+``step_budget`` and ``crossings_missed``: per fraction, how many tracked components
+had not crossed by the run's stop, so that crossings beyond a budget are counted.
 """
 
 from __future__ import annotations
@@ -39,14 +51,17 @@ from lindyn import theory
 from lindyn.engines import make_engine
 from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule
 from lindyn.init import INIT_MODES, init_layers
+from lindyn.regime import BUDGET_MARGIN, step_budget
 from lindyn.stats import Stats
 
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["FRACTIONS", "RunSettings", "simulate", "sweep"]
+__all__ = ["BUDGETS", "FRACTIONS", "STOPS", "RunSettings", "simulate", "sweep"]
 
 FRACTIONS = (0.1, 0.5, 0.9)
+BUDGETS = ("fixed", "theory")
+STOPS = ("converged", "crossings")
 # Longest stretch of steps between two checks of the stopping rules.
 CHUNK = 256
 
@@ -65,12 +80,23 @@ class RunSettings:
         Relative excess-loss tolerance of the convergence rule.
     max_components : int
         Track ``u_i`` for at most this many components.
+    budget : {"fixed", "theory"}
+        Step budget of a cell: ``max_steps``, or the theory's need for its
+        tracked crossings (:func:`lindyn.regime.step_budget`) capped by ``max_steps``.
+    budget_margin : float
+        Margin of the theory's budget (``budget="theory"`` only).
+    stop : {"converged", "crossings"}
+        Stop rules besides the budget: convergence and divergence, or also
+        once every tracked component has crossed ``0.9·ρ_i``.
     """
 
     max_steps: int = 10_000
     log_density: int = 20
     tol: float = 1e-8
     max_components: int = 32
+    budget: str = "fixed"
+    budget_margin: float = BUDGET_MARGIN
+    stop: str = "converged"
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid setting."""
@@ -80,6 +106,34 @@ class RunSettings:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (np.isfinite(self.tol) and self.tol > 0):
             raise ValueError(f"tol must be a finite number > 0, got {self.tol!r}")
+        for name, allowed in (("budget", BUDGETS), ("stop", STOPS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
+                )
+        if not (np.isfinite(self.budget_margin) and self.budget_margin >= 1):
+            raise ValueError(
+                f"budget_margin must be a finite number >= 1, got {self.budget_margin!r}"
+            )
+
+    @property
+    def extended(self) -> bool:
+        """Whether a new option is in use (then results carry budgets and missed crossings)."""
+        return self.budget != "fixed" or self.stop != "converged"
+
+    def record(self) -> dict[str, Any]:
+        """The settings a store records: the new options only when used (old stores stay valid)."""
+        out: dict[str, Any] = {
+            "max_steps": self.max_steps,
+            "log_density": self.log_density,
+            "tol": self.tol,
+            "max_components": self.max_components,
+        }
+        if self.budget != "fixed":
+            out.update(budget=self.budget, budget_margin=self.budget_margin)
+        if self.stop != "converged":
+            out["stop"] = self.stop
+        return out
 
 
 @dataclass
@@ -97,6 +151,8 @@ class _Batch:
     loss_final: np.ndarray  # (R,)
     status: np.ndarray  # (R,) str
     stop_step: np.ndarray  # (R,) int
+    step_budget: np.ndarray  # (R,) int
+    crossings_missed: np.ndarray  # (R, F) int
 
 
 class _Tracker:
@@ -107,10 +163,13 @@ class _Tracker:
         problem: EigenProblem,
         stats: Stats,
         etas: np.ndarray,
+        budgets: np.ndarray,
         log_steps: np.ndarray,
         loss_target: float,
         tol: float,
         theorem3: bool,
+        tracked: int,
+        stop_crossings: bool,
     ) -> None:
         R = etas.size
         c = problem.U_obs.shape[1]
@@ -118,6 +177,7 @@ class _Tracker:
         S, K = log_steps.size, problem.targets.shape[0]
         self.problem, self.etas, self.tol, self.theorem3 = problem, etas, tol, theorem3
         self.log_steps, self.loss_target = log_steps, loss_target
+        self.tracked, self.stop_crossings = tracked, stop_crossings and tracked > 0
         self.s, self.lam, self.rho = stats.s[:c], stats.lam[:c], stats.rho[:c]
         self.thresholds = np.asarray(FRACTIONS)[:, None] * self.rho  # (F, c)
         nan = np.nan
@@ -133,9 +193,11 @@ class _Tracker:
             loss_final=np.full(R, nan),
             status=np.full(R, "max_steps", dtype=object),
             stop_step=np.zeros(R, dtype=np.int64),
+            step_budget=np.asarray(budgets, dtype=np.int64),
+            crossings_missed=np.zeros((R, len(FRACTIONS)), dtype=np.int64),
         )
         self.u0 = np.full((R, c), nan)
-        self.reference = self.blowup = None
+        self.first = self.reference = self.blowup = None
 
     def record_products(self, runs: np.ndarray, W: np.ndarray, log_index: int) -> None:
         """Observables of the logged step ``log_index`` from the products of ``runs``."""
@@ -160,29 +222,39 @@ class _Tracker:
     ) -> np.ndarray:
         """Take iterates ``start, start + 1, …`` of ``runs``; return which runs stopped.
 
-        ``last``: the chunk ends at the step budget, every run stops.
+        ``last``: the chunk ends at the runs' step budget, every run stops.
         """
         n = loss.shape[1]
         out = self.out
         if start == 0:
             self.u0[runs] = u[:, 0]
-            first = loss[:, 0]
-            self.reference = np.maximum(first - self.loss_target, np.finfo(float).tiny)
-            self.blowup = DIVERGENCE_FACTOR * np.maximum(np.maximum(first, self.problem.yy), 1.0)
+            self.first = loss[:, 0]
+            self.reference = np.maximum(self.first - self.loss_target, np.finfo(float).tiny)
+            self.blowup = DIVERGENCE_FACTOR * np.maximum(
+                np.maximum(self.first, self.problem.yy), 1.0
+            )
+        steps = start + np.arange(n)
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(loss) | (loss > self.blowup[runs, None])
             good = (loss - self.loss_target) <= self.tol * self.reference[runs, None]
         hit = bad | good
+        crossing = self._first_crossings(runs, start, u)
+        if self.stop_crossings:
+            # NaN (a tracked component not crossed yet) propagates through max: no stop.
+            done = np.max(crossing[:, : self.tracked, -1], axis=1)
+            hit |= (steps >= done[:, None]) & (loss <= self.first[runs, None])
         stopped = hit.any(axis=1)
         end = np.where(stopped, hit.argmax(axis=1), n - 1)  # last iterate of each run here
         ended = stopped | last
         rows = np.flatnonzero(ended)
-        out.status[runs[stopped]] = np.where(bad[stopped, end[stopped]], "diverged", "converged")
+        at_end = (stopped, end[stopped])
+        out.status[runs[stopped]] = np.where(
+            bad[at_end], "diverged", np.where(good[at_end], "converged", "crossed")
+        )
         out.stop_step[runs[ended]] = start + end[ended]
         out.u_final[runs[ended]] = u[rows, end[rows]]
         out.loss_final[runs[ended]] = loss[rows, end[rows]]
 
-        steps = start + np.arange(n)
         valid = np.arange(n)[None, :] <= end[:, None]  # (R, n)
         if stopped.any():  # iterates after a run's stop are not part of it
             u = np.where(valid[..., None], u, np.nan)
@@ -192,16 +264,10 @@ class _Tracker:
         out.u[runs[:, None], in_chunk[None, :]] = u[:, local]
         out.loss[runs[:, None], in_chunk[None, :]] = loss[:, local]
 
-        # First crossings: the first step with u ≥ f·ρ (NaN never crosses). Searched only
-        # where the chunk reaches a threshold not crossed before.
-        peak = np.fmax.reduce(u, axis=1)  # (R, c), NaN only if every step is NaN
-        crossing = out.crossing_step[runs]  # (R, c, F)
-        for f, threshold in enumerate(self.thresholds):
-            rows, comps = np.nonzero(np.isnan(crossing[:, :, f]) & (peak >= threshold))
-            if rows.size:
-                hits = u[rows, :, comps] >= threshold[comps, None]  # (m, n)
-                crossing[rows, comps, f] = start + hits.argmax(axis=1)
-        out.crossing_step[runs] = crossing
+        # Crossings after a run's stop are not part of it.
+        out.crossing_step[runs] = np.where(
+            crossing <= (start + end)[:, None, None], crossing, np.nan
+        )
 
         if self.theorem3:
             lower, upper = theory.theorem3_envelopes(
@@ -219,11 +285,28 @@ class _Tracker:
             out.bound_violation[runs] = np.fmax(out.bound_violation[runs], chunk_max)
         return ended
 
+    def _first_crossings(self, runs: np.ndarray, start: int, u: np.ndarray) -> np.ndarray:
+        """Crossing steps ``(R, c, F)`` of ``runs`` so far, if the chunk ``u`` were all theirs.
+
+        The first step with ``u ≥ f·ρ`` (NaN never crosses), searched only where the
+        chunk reaches a threshold not crossed before.
+        """
+        peak = np.fmax.reduce(u, axis=1)  # (R, c), NaN only if every step is NaN
+        crossing = self.out.crossing_step[runs]  # (R, c, F), a copy
+        for f, threshold in enumerate(self.thresholds):
+            rows, comps = np.nonzero(np.isnan(crossing[:, :, f]) & (peak >= threshold))
+            if rows.size:
+                hits = u[rows, :, comps] >= threshold[comps, None]  # (m, n)
+                crossing[rows, comps, f] = start + hits.argmax(axis=1)
+        return crossing
+
     def finish(self) -> _Batch:
+        out = self.out
+        out.crossings_missed = np.isnan(out.crossing_step[:, : self.tracked]).sum(axis=1)
         # A diverged run's way to overflow says nothing about Theorem 3.
-        self.out.bound_violation[self.out.status == "diverged"] = np.nan
-        self.out.status = self.out.status.astype(str)
-        return self.out
+        out.bound_violation[out.status == "diverged"] = np.nan
+        out.status = out.status.astype(str)
+        return out
 
 
 def _run_batch(
@@ -231,34 +314,50 @@ def _run_batch(
     stats: Stats,
     layers0: Sequence[Sequence[np.ndarray]],
     etas: np.ndarray,
+    budgets: np.ndarray,
+    log_steps: np.ndarray,
     settings: RunSettings,
     loss_target: float,
+    tracked: int,
     kernel: str,
     progress: Any = None,
 ) -> _Batch:
-    """Advance one engine's runs to their stop; the per-run results."""
+    """Advance one engine's runs to their stop (at most their budgets); the per-run results."""
     depth = len(layers0[0])
-    max_steps = int(settings.max_steps)
-    log_steps = log_schedule(max_steps, settings.log_density)
+    last_step = int(budgets.max())
     log_index = {int(step): i for i, step in enumerate(log_steps)}
     tracker = _Tracker(
-        problem, stats, etas, log_steps, loss_target, settings.tol, theorem3=depth == 2
+        problem,
+        stats,
+        etas,
+        budgets,
+        log_steps,
+        loss_target,
+        settings.tol,
+        theorem3=depth == 2,
+        tracked=tracked,
+        stop_crossings=settings.stop == "crossings",
     )
     engine = make_engine(problem, layers0, etas, kernel)
-    bounds = np.union1d(log_steps, np.arange(CHUNK, max_steps, CHUNK))
+    # Chunks end at every budget: a run's last iterate is then the engine's current one.
+    bounds = np.union1d(np.union1d(log_steps, budgets), np.arange(CHUNK, last_step, CHUNK))
     runs = np.arange(etas.size)
     tracker.record_products(runs, engine.products(), 0)
     step = 0
     while runs.size:
-        if step == max_steps:
+        at_budget = budgets[runs] == step
+        if at_budget.any():
             loss, u = engine.observe()
-            loss, u = loss[:, None], u[:, None]
-        else:
-            upto = int(bounds[np.searchsorted(bounds, step, side="right")])
-            loss, u = engine.advance(upto - step)
-        ended = tracker.record_steps(runs, step, loss, u, last=step == max_steps)
-        if step == max_steps:
-            break
+            tracker.record_steps(
+                runs[at_budget], step, loss[at_budget, None], u[at_budget, None], last=True
+            )
+            runs = runs[~at_budget]
+            if not runs.size:
+                break
+            engine = engine.subset(~at_budget)
+        upto = int(bounds[np.searchsorted(bounds, step, side="right")])
+        loss, u = engine.advance(upto - step)
+        ended = tracker.record_steps(runs, step, loss, u, last=False)
         if progress is not None:
             progress.update(loss.shape[1])
         if ended.any():
@@ -269,7 +368,7 @@ def _run_batch(
         if step in log_index and runs.size:
             tracker.record_products(runs, engine.products(), log_index[step])
     if progress is not None:
-        progress.update(max_steps - step)
+        progress.update(last_step - step)
     return tracker.finish()
 
 
@@ -290,6 +389,9 @@ def sweep(
     log_density: int = 20,
     tol: float = 1e-8,
     max_components: int = 32,
+    budget: str = "fixed",
+    budget_margin: float = BUDGET_MARGIN,
+    stop: str = "converged",
     kernel: str = "auto",
     progress: bool | None = None,
     dataset: str | None = None,
@@ -310,8 +412,13 @@ def sweep(
         deterministic: it has no seed axis and ``seeds`` is ignored.
     width : int, optional
         Hidden width ``r`` (default ``m = min(d, p)``).
-    max_steps, log_density, tol, max_components
-        See :class:`RunSettings`.
+    max_steps, log_density, tol, max_components, budget, budget_margin, stop
+        See :class:`RunSettings`. With ``budget="theory"`` each cell runs for the
+        steps its tracked components' 0.9 crossings need per the ε = 0 flow (and
+        Corollary 3's ``t⁺`` at depth 2) from the aligned init of its δ, times
+        ``budget_margin``, at most ``max_steps`` (for the random init this is an
+        estimate); the logged steps stay those of ``max_steps``, NaN past a
+        cell's stop.
     kernel : {"auto", "numba", "numpy"}
         Engine (:func:`lindyn.engines.make_engine`); both give the same iterates.
     progress : bool, optional
@@ -326,7 +433,9 @@ def sweep(
         Dimensions ``depth, eta, delta`` (and ``seed`` for the random init), then
         ``step`` (logged steps), ``component``, ``fraction``, ``sv_index``, ``k``;
         scalar coordinates ``init`` and ``width``; per cell ``status``,
-        ``stop_step``, ``loss_final``, ``loss_target``; provenance in ``attrs``.
+        ``stop_step``, ``loss_final``, ``loss_target`` and, when ``budget`` or
+        ``stop`` is not the default, ``step_budget`` and ``crossings_missed``
+        (per fraction); provenance in ``attrs``.
 
     Examples
     --------
@@ -347,7 +456,15 @@ def sweep(
     etas = [float(v) for v in _as_list(eta)]
     deltas = [float(v) for v in _as_list(delta)]
     seed_list = [int(v) for v in _as_list(seeds)] if init == "random" else [0]
-    settings = RunSettings(int(max_steps), int(log_density), float(tol), int(max_components))
+    settings = RunSettings(
+        int(max_steps),
+        int(log_density),
+        float(tol),
+        int(max_components),
+        budget,
+        float(budget_margin),
+        stop,
+    )
     settings.validate()
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {', '.join(INIT_MODES)}; got {init!r}")
@@ -371,15 +488,36 @@ def sweep(
     rrr = [stats.w_rrr(k) for k in range(1, K + 1)]
     problem = EigenProblem.from_stats(stats, settings.max_components, targets=seq + rrr)
     cells = list(itertools.product(etas, deltas, seed_list))
+    cell_etas = np.array([e for e, _, _ in cells])
+    # Components a run can learn: at depth ≥ 2 at most the width.
+    tracked = {L: min(problem.U_obs.shape[1], stats.rank, r if L > 1 else stats.m) for L in depths}
+    budgets = {}
+    for L in depths:
+        if settings.budget == "theory" and tracked[L]:
+            budgets[L], _ = step_budget(
+                stats.s[: tracked[L]],
+                stats.lam[: tracked[L]],
+                L,
+                cell_etas,
+                [dl for _, dl, _ in cells],
+                f=FRACTIONS[-1],
+                margin=settings.budget_margin,
+                max_steps=settings.max_steps,
+            )
+        else:
+            budgets[L] = np.full(len(cells), settings.max_steps, dtype=np.int64)
+    # The schedule of max_steps whatever the budgets: a cell's logged steps then depend on
+    # nothing else in its block, and blocks of one grid share them (they are combined).
+    log_steps = log_schedule(settings.max_steps, settings.log_density)
     batches = []
     if progress is None:
         # By default a bar for big sweeps, on an interactive terminal only (None).
-        disable = None if len(depths) * len(cells) * settings.max_steps > 10**6 else True
+        disable = None if sum(b.sum() for b in budgets.values()) > 10**6 else True
     else:
         disable = not progress
     start = time.perf_counter()
     with tqdm(
-        total=len(depths) * settings.max_steps,
+        total=int(sum(b.max() for b in budgets.values())),
         disable=disable,
         unit="step",
         desc=f"sweep of {len(depths) * len(cells)} runs",
@@ -391,9 +529,12 @@ def sweep(
                 problem,
                 stats,
                 layers0,
-                np.array([e for e, _, _ in cells]),
+                cell_etas,
+                budgets[L],
+                log_steps,
                 settings,
                 target,
+                tracked[L],
                 kernel,
                 bar,
             )
@@ -409,7 +550,6 @@ def sweep(
         return value.reshape(*grid, *value.shape[2:])
 
     c = problem.U_obs.shape[1]
-    log_steps = log_schedule(settings.max_steps, settings.log_density)
     sv = stack("singular_values")
     dist = stack("distances")
     variables: dict[str, Any] = {
@@ -459,9 +599,28 @@ def sweep(
             ),
             {"long_name": "best loss reachable at this width (convergence reference)"},
         ),
-        "status": (cell_dims, stack("status"), {"long_name": "converged, max_steps or diverged"}),
+        "status": (
+            cell_dims,
+            stack("status"),
+            {"long_name": "converged, crossed, max_steps (budget) or diverged"},
+        ),
         "stop_step": (cell_dims, stack("stop_step"), {"long_name": "last step computed"}),
     }
+    if settings.extended:
+        variables["step_budget"] = (
+            cell_dims,
+            stack("step_budget"),
+            {"long_name": "step budget of the cell", "units": "steps"},
+        )
+        variables["crossings_missed"] = (
+            (*cell_dims, "fraction"),
+            stack("crossings_missed"),
+            {
+                "long_name": "tracked components not past f·ρ_i by the stop step (the first "
+                "min(max_components, rank Σxy, r at depth ≥ 2)); at status max_steps the "
+                "crossings the budget cut off"
+            },
+        )
     if batches[0][0].recon_error is not None:
         variables["recon_error"] = (
             (*cell_dims, "step"),
@@ -486,15 +645,7 @@ def sweep(
     attrs = {
         "kind": "lindyn.sweep",
         "dataset": name,
-        "settings": json.dumps(
-            {
-                "max_steps": settings.max_steps,
-                "log_density": settings.log_density,
-                "tol": settings.tol,
-                "max_components": settings.max_components,
-            },
-            sort_keys=True,
-        ),
+        "settings": json.dumps(settings.record(), sort_keys=True),
         "stats_hash": stats.stats_hash,
         "data_hash": stats.meta.get("data_hash", ""),
         "eps_a1": stats.eps_a1,
@@ -523,7 +674,8 @@ def simulate(
     depth, eta, delta, seed, width, init
         The cell (see :func:`sweep`).
     **settings
-        ``max_steps``, ``log_density``, ``tol``, ``max_components``, ``kernel``.
+        ``max_steps``, ``log_density``, ``tol``, ``max_components``, ``budget``,
+        ``budget_margin``, ``stop``, ``kernel``.
 
     Returns
     -------

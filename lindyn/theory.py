@@ -29,6 +29,7 @@ __all__ = [
     "rrr_loss",
     "separation",
     "tau",
+    "tau_inverse",
     "theorem3_envelopes",
     "w_rrr",
     "w_seq",
@@ -70,6 +71,30 @@ def tau(depth: ArrayLike, delta: ArrayLike) -> NDArray[np.float64]:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         deep = np.exp((depth - 2) * delta) / (depth - 2)
     return np.where(depth == 2, delta, np.where(depth >= 3, deep, np.nan))
+
+
+def tau_inverse(depth: ArrayLike, tau_: ArrayLike) -> NDArray[np.float64]:
+    """The per-layer δ at which ``τ_L(δ)`` equals ``tau_`` (§6): the inverse of :func:`tau`.
+
+    Parameters
+    ----------
+    depth : array_like of int
+        Depth L.
+    tau_ : array_like
+        A time scale τ > 0, e.g. ``τ_2(δ_2) = δ_2`` to find the depth-L analogue
+        of a depth-2 init scale.
+
+    Returns
+    -------
+    ndarray
+        ``δ = τ`` for L = 2, ``δ = log((L-2)τ)/(L-2)`` for L ≥ 3 (negative when
+        ``(L-2)τ < 1``: every δ ≥ 0 has a larger τ_L), NaN for L = 1 and τ ≤ 0.
+    """
+    depth, tau_ = _floats(depth, tau_)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deep = np.log((depth - 2) * tau_) / (depth - 2)
+    out = np.where(depth == 2, tau_, np.where(depth >= 3, deep, np.nan))
+    return np.where(tau_ > 0, out, np.nan)
 
 
 def predicted_transition_step(

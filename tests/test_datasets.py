@@ -23,6 +23,7 @@ from lindyn.datasets import (
     loader_options,
     parse_options,
 )
+from lindyn.stats import Stats, dataset_stats
 
 RAW = {"center": False, "scale": "none"}  # no preprocessing: values as stored
 
@@ -468,20 +469,221 @@ def test_directory_without_batches(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("X", "Y", "center", "match"),
+    ("X", "Y", "center", "cause"),
     [
-        (np.zeros((6, 3)), np.ones((6, 2)), False, "Σx"),
-        (np.ones((6, 3)), np.ones((6, 2)), True, "Σx"),
-        (np.eye(6, 3), np.ones((6, 2)), True, "Σxy"),
-        (np.eye(6, 3), np.vstack([np.zeros((3, 2)), np.ones((3, 2))]), False, "Σxy"),
+        (np.zeros((6, 3)), np.ones((6, 2)), False, "Σx = XᵀX/n is zero (every input column"),
+        (
+            np.ones((6, 3)),
+            np.ones((6, 2)),
+            True,
+            "Σx = XᵀX/n is zero (every input column is constant, and center=True removed it)",
+        ),
+        (np.ones((1, 3)), np.ones((1, 2)), True, "single row, which center=True turns into zeros"),
+        (
+            np.eye(6, 3),
+            np.ones((6, 2)),
+            True,
+            "Σxy = XᵀY/n is zero (every target column is constant, and center=True removed it)",
+        ),
+        (np.eye(6, 3), np.zeros((6, 2)), False, "Σxy = XᵀY/n is zero (every target column is"),
+        (
+            np.eye(6, 3),
+            np.vstack([np.zeros((3, 2)), np.ones((3, 2))]),
+            False,
+            "Σxy = XᵀY/n is zero (the targets are orthogonal to the inputs)",
+        ),
     ],
-    ids=["zero X", "constant X centred", "constant Y centred", "orthogonal Y"],
+    ids=[
+        "zero X",
+        "constant X centred",
+        "one row centred",
+        "constant Y centred",
+        "zero Y",
+        "orthogonal Y",
+    ],
 )
-def test_unit_scale_refuses_zero_statistics(tmp_path, X, Y, center, match):
+def test_unit_scale_refuses_zero_statistics(tmp_path, X, Y, center, cause):
     np.savez(tmp_path / "flat.npz", X=X, Y=Y)
-    with pytest.raises(DatasetError, match=match):
+    with pytest.raises(DatasetError, match=re.escape("flat.npz: scale='unit': ")) as err:
         load_dataset("npz", path=tmp_path / "flat.npz", center=center)
+    assert cause in str(err.value)
+    assert center or "center" not in str(err.value)  # centring off: never blamed
     load_dataset("npz", path=tmp_path / "flat.npz", center=center, scale="none")
+
+
+def test_too_few_rows_names_the_file(tmp_path):
+    np.savez(tmp_path / "few.npz", X=np.ones((6, 3)), Y=np.ones((6, 2)))
+    with pytest.raises(DatasetError, match=r"few\.npz: option 'n' = 10 exceeds the 6 rows"):
+        load_dataset("npz", path=tmp_path / "few.npz", n=10)
+
+
+# ---------------------------------------------------------------- data at the edge of float64
+
+
+def _write(path: Path, X: np.ndarray, Y: np.ndarray) -> Path:
+    np.savez(path, X=X, Y=Y)
+    return path
+
+
+def _stats(path: Path, **options) -> tuple[Data, Stats]:
+    data = load_dataset("npz", path=path, **options)
+    return data, dataset_stats(data.X, data.Y, data.X_clean, data.meta)
+
+
+def _assert_same_stats(a: Stats, b: Stats, rtol: float = 1e-10) -> None:
+    """Equal statistics: matrices normwise, per-component quantities entrywise."""
+    for name in ("sigma_x", "sigma_xy", "rrr_coef", "rrr_gain", "mu"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert np.linalg.norm(x - y) <= rtol * np.linalg.norm(y), name
+    assert a.rank == b.rank
+    for name in ("s", "lam", "rho"):
+        x, y = getattr(a, name)[: a.rank], getattr(b, name)[: b.rank]
+        np.testing.assert_allclose(x, y, rtol=rtol, err_msg=name)
+    assert a.yy == pytest.approx(b.yy, rel=rtol)
+    assert a.eps_a1 == pytest.approx(b.eps_a1, rel=1e-8, abs=1e-12)
+    assert a.eps_iso == pytest.approx(b.eps_iso, rel=1e-8, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def moderate(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, Path]:
+    """200 rows: enough for ‖Y‖ (not just its entries) to overflow at 1e153."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((200, 4)) * [2.0, 1.0, 0.5, 0.2] + 0.3
+    Y = X @ rng.standard_normal((4, 3)) + 0.5 * rng.standard_normal((200, 3))
+    return X, Y, _write(tmp_path_factory.mktemp("moderate") / "moderate.npz", X, Y)
+
+
+@pytest.mark.parametrize("center", [False, True], ids=["raw", "centred"])
+@pytest.mark.parametrize("factor", [1e-300, 1e-170, 1e-160, 1e150, 1e153, 1e300])
+@pytest.mark.parametrize("array", ["X", "Y"])
+def test_unit_scale_is_exact_at_the_edge_of_float64(tmp_path, moderate, array, factor, center):
+    """Before: λ, ρ off by 1e-4 (X·1e-160), "every input column is zero" (X·1e-170),
+    "Σxy is zero" (Y·1e153), or overflow (1e300)."""
+    X, Y, base_file = moderate
+    scaled = {"X": X, "Y": Y, array: {"X": X, "Y": Y}[array] * factor}
+    base, base_stats = _stats(base_file, center=center)
+    data, stats = _stats(_write(tmp_path / "edge.npz", **scaled), center=center)
+    np.testing.assert_allclose(data.X, base.X, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(data.Y, base.Y, rtol=1e-10, atol=1e-12)
+    _assert_same_stats(stats, base_stats)
+    recorded = data.meta[f"{array.lower()}_scale"]
+    assert recorded * factor == pytest.approx(base.meta[f"{array.lower()}_scale"], rel=1e-10)
+
+
+def test_one_huge_entry_is_scaled_not_overflowed(tmp_path, moderate):
+    """Before: "Σx is zero (..., or constant and removed by center=True)" with centring off;
+    with scale='none', numpy's "Eigenvalues did not converge" after overflow warnings."""
+    X, Y, _ = moderate
+    huge, reference = X.copy(), X / 1e300
+    huge[0, 0] = reference[0, 0] = 1e300
+    reference[0, 0] = 1.0
+    _, stats = _stats(_write(tmp_path / "huge.npz", huge, Y))
+    _, expected = _stats(_write(tmp_path / "reference.npz", reference, Y))
+    _assert_same_stats(stats, expected)
+    with pytest.raises(DatasetError, match=r"huge\.npz: Σx = XᵀX/n would be about 5e\+597, beyond"):
+        _stats(tmp_path / "huge.npz", scale="none")
+
+
+def test_single_row_is_not_blamed_on_centring(tmp_path):
+    X, Y = np.array([[1e300, 1.0, 2.0]]), np.array([[1.0, 2.0]])
+    _, stats = _stats(_write(tmp_path / "row.npz", X, Y))
+    _, expected = _stats(_write(tmp_path / "unit.npz", np.array([[1.0, 0.0, 0.0]]), Y))
+    _assert_same_stats(stats, expected)
+
+
+def _spread(n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Σx = I and Σxy = diag(1, 1e-9) (rank 2), all scaled by 1e-150: s_2 ≈ 1e-309."""
+    Z, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((n, 2)))
+    X = np.sqrt(n) * Z
+    return X * 1e-150, X * [1.0, 1e-9] * 1e-150
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("tiny", r"Σx = XᵀX/n would be about \d\.\d+e-3\d\d, below float64's smallest"),
+        ("large", r"Σx = XᵀX/n would be about \d\.\d+e\+400, beyond float64's largest"),
+        ("spread", r"the singular values s_i of Σxy would be about 1e-309, below"),
+    ],
+    ids=["tiny", "large", "spread"],
+)
+def test_scale_none_refuses_unrepresentable_statistics(tmp_path, moderate, case, message):
+    """Before: LinAlgError "Eigenvalues did not converge", or silently subnormal statistics."""
+    X, Y, _ = moderate
+    X, Y = {"tiny": (X * 1e-160, Y), "large": (X * 1e200, Y), "spread": _spread()}[case]
+    path = _write(tmp_path / "plain.npz", X, Y)
+    with pytest.raises(DatasetError, match=rf"^loader 'npz': .*plain\.npz: {message}.*'unit'"):
+        _stats(path, scale="none")
+    _stats(path)  # rescaled exactly instead
+
+
+def test_scale_none_refuses_centring_beyond_float64(tmp_path):
+    X = np.column_stack([np.full(200, -1.5e308), np.arange(200.0)])
+    X[0, 0] = 1.5e308  # the mean is about -1.485e308: centred, this entry is 2.985e308
+    Y = np.zeros((200, 1))
+    Y[0] = 1.0
+    path = _write(tmp_path / "wide.npz", X, Y)
+    with pytest.raises(
+        DatasetError, match=r"wide\.npz: input array X after centring would be about 2\.98e\+308"
+    ):
+        load_dataset("npz", path=path, center=True, scale="none")
+    data = load_dataset("npz", path=path, center=True)
+    assert np.linalg.eigvalsh(sigmas(data)[0])[-1] == pytest.approx(1.0)
+    # Centred column 0: 3e308·(e_0 − 1/200), so λ_max(Σx) = 9e616·(1 − 1/200)/200.
+    expected = np.sqrt(200 / (1 - 1 / 200)) / 3 / 1e308
+    assert data.meta["x_scale"] == pytest.approx(expected, rel=1e-9, abs=0)
+    # With 3 rows the factor 1/sqrt(λ_max(Σx)) itself would be subnormal: refused too.
+    path = _write(tmp_path / "short.npz", X[:3], Y[:3])
+    with pytest.raises(DatasetError, match=r"short\.npz: the factor applied to X .*e-309, below"):
+        load_dataset("npz", path=path, center=True)
+
+
+@pytest.mark.parametrize(
+    ("array", "entries", "message"),
+    [
+        ("X", {(3, 1): np.nan}, r"array 'X' has 1 non-finite entry \(1 NaN, 0 infinite"),
+        (
+            "Y",
+            {(4, 1): np.inf, (2, 0): -np.inf, (7, 1): np.nan},
+            r"array 'Y' has 3 non-finite entries \(1 NaN, 2 infinite",
+        ),
+    ],
+    ids=["NaN in X", "3 in Y"],
+)
+@pytest.mark.parametrize("n", [None, 5])
+def test_non_finite_entries_are_counted_and_located(tmp_path, array, entries, message, n):
+    arrays = {"X": np.ones((10, 3)), "Y": np.ones((10, 2))}
+    for index, value in entries.items():
+        arrays[array][index] = value
+    first = min(entries)
+    np.savez(tmp_path / "holes.npz", **arrays)
+    # Every row is checked, even with a subsample that might miss the bad ones.
+    with pytest.raises(
+        DatasetError, match=rf"holes\.npz: {message}.*first at row {first[0]}, column {first[1]}"
+    ):
+        load_dataset("npz", path=tmp_path / "holes.npz", n=n)
+
+
+@pytest.mark.parametrize("scale", ["unit", "none"])
+def test_subnormal_data_are_refused(tmp_path, scale):
+    """Before: "every input column is zero" (unit) or silently imprecise data (none)."""
+    rng = np.random.default_rng(2)
+    path = _write(tmp_path / "faint.npz", rng.standard_normal((8, 3)) * 1e-310, np.ones((8, 1)))
+    named = r"faint\.npz: input array X: the largest \|entry\| is .*e-310.*subnormal.* bits"
+    with pytest.raises(DatasetError, match=named):
+        load_dataset("npz", path=path, scale=scale)
+
+
+def test_a_few_subnormal_entries_are_accepted(tmp_path, moderate):
+    """Their absolute error is below the rounding of the largest entry (documented policy)."""
+    X, Y, _ = moderate
+    faint = X.copy()
+    faint[0, 0] = 1e-320
+    _, stats = _stats(_write(tmp_path / "faint.npz", faint, Y))
+    zero = X.copy()
+    zero[0, 0] = 0.0
+    _, expected = _stats(_write(tmp_path / "zero.npz", zero, Y))
+    _assert_same_stats(stats, expected, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- arguments
@@ -494,7 +696,7 @@ def test_unit_scale_refuses_zero_statistics(tmp_path, X, Y, center, match):
         ("digits", {"centre": True}, "'centre'"),
         ("digits", {"n": -3}, "'n'"),
         ("digits", {"n": 0}, "'n'"),
-        ("digits", {"n": 5000}, "'n'"),
+        ("digits", {"n": 5000}, r"^loader 'digits': sklearn\.datasets\.load_digits: option 'n' ="),
         ("digits", {"n": 2.5}, "'n'"),
         ("digits", {"scale": "max"}, "'scale'"),
         ("digits", {"center": "maybe"}, "'center'"),

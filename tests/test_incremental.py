@@ -190,6 +190,12 @@ def test_stale_runs_after_code_or_config_change(tiny_pipeline, monkeypatch):
     changed["max_steps"] = 999
     stale = query.stale_runs(results, changed)
     assert stale["stale"].all() and stale["why"].str.contains("max_steps").all()
+    # Options the tiny pipeline's blocks predate: read as lindyn.sweep's defaults.
+    changed = {**TINY_CONFIG, "budget": "theory", "stop": "crossings"}
+    why = query.stale_runs(results, changed)["why"]
+    assert why.str.contains("budget fixed -> theory").all(), why
+    assert why.str.contains("stop converged -> crossings").all(), why
+    assert not query.stale_runs(results, {**TINY_CONFIG, "stop": "converged"})["stale"].any()
     monkeypatch.setattr(query, "code_hash", lambda: "0" * 16)
     assert query.stale_runs(results, TINY_CONFIG)["why"].str.contains("code changed").all()
     assert provenance.code_hash() != "0" * 16

@@ -43,6 +43,7 @@ import yaml
 
 from lindyn.blocks import block_path, plan_blocks
 from lindyn.paths import AGGREGATES, aggregate_path
+from lindyn.report.figures import FIGURES
 from lindyn.store import open_block, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -283,7 +284,7 @@ def test_rerun_after_failure_plans_only_the_missing_jobs(pipeline):
     assert stats.pop("aggregate") == 1
     # besides the figures, the report and `all`, which the first run did not reach
     figures = {rule for rule in stats if rule.startswith("figure_")}
-    assert len(figures) == 7 and set(stats) == {"all", "report", *figures}
+    assert len(figures) == len(FIGURES) and set(stats) == {"all", "report", *figures}
     assert set(stats.values()) == {1}
     # and all of it for the bad dataset: the good one's stores are done
     planned = re.findall(r"wildcards: dataset=(\w+)", pipeline.plan.output)
@@ -349,7 +350,7 @@ def test_small_rules_run_on_the_submitting_host(pipeline):
     second = pipeline.second.output
     local = set(re.findall(r"^localrule (\w+):", second, re.M))
     figures = {rule for rule in local if rule.startswith("figure_")}
-    assert len(figures) == 7
+    assert len(figures) == len(FIGURES)
     assert local == {"all", "report", *figures, *SECOND_RUN_LOCALRULES}  # + cluster.localrules
     assert set(re.findall(r"^rule (\w+):", second, re.M)) == {"simulate"}  # only blocks on Slurm
     assert not any(f"--comment rule_{rule}" in second for rule in local)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from helpers import commuting_problem, random_problem
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from scipy.stats import ortho_group
 
 from lindyn import theory
+from lindyn.datasets import DatasetError
 from lindyn.stats import complement_basis, dataset_stats, eps_a1, eps_iso
 
 
@@ -128,3 +131,65 @@ def test_stored_rrr_closed_form_matches_theory(singular):
         assert st_.rrr_loss(k) == pytest.approx(
             theory.rrr_loss(st_.sigma_x, st_.sigma_xy, st_.yy, k), rel=1e-9
         )
+
+
+# ---------------------------------------------------------------- data at the edge of float64
+
+SCALED = {  # statistic: (power of the X factor, power of the Y factor)
+    "sigma_x": (2, 0),
+    "sigma_xy": (1, 1),
+    "yy": (0, 2),
+    "mu": (2, 0),
+    "s": (1, 1),
+    "lam": (2, 0),
+    "rho": (-1, 1),
+    "rrr_coef": (-1, 1),
+    "rrr_gain": (0, 2),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(kx=st.integers(-300, 300), ky=st.integers(-300, 300))
+def test_statistics_of_rescaled_data_are_rescaled_or_refused(kx, ky):
+    """X·10^kx, Y·10^ky: every statistic is the base one times its power of the factors,
+    or, if that power leaves float64's normal range, the computation is refused.
+
+    Before: Σx, λ off by 1e-4 (kx = -160), "Eigenvalues did not converge", or inf.
+    """
+    X, Y = random_problem(30, 4, 3, seed=5)
+    base = dataset_stats(X, Y)
+    decades = {name: a * kx + b * ky for name, (a, b) in SCALED.items()}
+    try:
+        got = dataset_stats(X * 10.0**kx, Y * 10.0**ky)
+    except DatasetError as err:  # base statistics lie within 1e±3: allow that margin
+        assert re.search("would be about .*(beyond|below) float64's", str(err))
+        assert any(abs(k) > 300 for k in decades.values()), (decades, err)
+        return
+    assert all(abs(k) < 312 for k in decades.values()), decades
+    for name, k in decades.items():
+        value, expected = np.asarray(getattr(got, name)), np.asarray(getattr(base, name))
+        value = value / 10.0 ** (k // 2) / 10.0 ** (k - k // 2)  # each factor representable
+        assert np.linalg.norm(value - expected) <= 1e-10 * np.linalg.norm(expected), name
+    assert got.eps_a1 == pytest.approx(base.eps_a1, rel=1e-8)
+
+
+@pytest.mark.parametrize("shift", [-505, -300, 300, 505])
+def test_power_of_two_scaling_is_exact(shift):
+    """The rescaling is exact: a power-of-two factor changes nothing but exponents."""
+    X, Y = random_problem(30, 4, 3, seed=6)
+    base, got = dataset_stats(X, Y), dataset_stats(np.ldexp(X, shift), Y)
+    np.testing.assert_array_equal(got.sigma_x, np.ldexp(base.sigma_x, 2 * shift))
+    np.testing.assert_array_equal(got.sigma_xy, np.ldexp(base.sigma_xy, shift))
+    np.testing.assert_array_equal(got.s, np.ldexp(base.s, shift))
+    np.testing.assert_array_equal(got.rho, np.ldexp(base.rho, -shift))
+    assert got.yy == base.yy and got.stats_hash != base.stats_hash
+
+
+def test_errors_name_the_data():
+    X, Y = random_problem(30, 4, 3, seed=7)
+    meta = {"loader": "npz", "source": ["/data/tiny.npz"]}
+    with pytest.raises(DatasetError, match=r"^loader 'npz': /data/tiny\.npz: Σx = XᵀX/n would"):
+        dataset_stats(X * 1e-160, Y, meta=meta)
+    X[2, 1] = np.nan
+    with pytest.raises(DatasetError, match=r"^dataset_stats: X has 1 non-finite .* row 2, col"):
+        dataset_stats(X, Y)

@@ -9,7 +9,8 @@ layer, every step. Against it, on random (non-commuting) problems:
 * ``subset``: advancing the kept runs alone is advancing all and selecting, bit for bit;
 * :func:`lindyn.sweeps.sweep`: a cell's results do not depend on the rest of its
   sweep (bit for bit), the two kernels agree, and the stopping rules, exact
-  crossing steps and Theorem 3 violations are those of the naive trajectory.
+  crossing steps and Theorem 3 violations are those of the naive trajectory;
+  so with per-cell budgets from the theory and the crossings stop.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import product, random_problem, relative
+from helpers import commuting_problem, product, random_problem, relative
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ from lindyn import theory
 from lindyn.engines import make_engine
 from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule, naive_gd
 from lindyn.init import init_layers
+from lindyn.regime import step_budget
 from lindyn.stats import dataset_stats
 from lindyn.sweeps import FRACTIONS, simulate, sweep
 
@@ -503,3 +505,151 @@ def test_top_level_names_stay_the_functions():
 
     assert callable(lindyn.sweep) and lindyn.sweep is lindyn.sweeps.sweep
     assert lindyn.simulate is lindyn.sweeps.simulate
+
+
+# ----------------------------------------------------------------------------
+# Per-cell budgets from the theory (budget="theory") and the crossings stop
+
+# ε = 0 exactly, so every tracked component crosses 0.9·ρ_i (THEORY §4). Width 2 < m = 3:
+# at depth ≥ 2 the first two components are tracked, at depth 1 all three.
+COMMUTING_S = np.array([1.0, 0.6, 0.35])
+COMMUTING_LAM = np.array([1.0, 0.8, 0.5, 0.3, 0.2])
+THEORY_GRID = {"depth": [1, 2, 3], "eta": [0.1, 0.3], "delta": [1.5, 3.0]}
+THEORY_RUN = {"width": 2, "log_density": 10, "tol": 1e-10, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def commuting() -> SimpleNamespace:
+    X, Y, _, _ = commuting_problem(COMMUTING_S, COMMUTING_LAM, p=3, n=40, seed=3)
+    stats = dataset_stats(X, Y)
+    return SimpleNamespace(X=X, Y=Y, stats=stats, problem=EigenProblem.from_stats(stats))
+
+
+def _tracked(stats, depth: int) -> int:
+    return min(stats.rank, THEORY_RUN["width"] if depth > 1 else stats.m)
+
+
+def _naive_cell(data: SimpleNamespace, where: dict, steps: int):
+    layers0 = init_layers(data.stats, where["depth"], THEORY_RUN["width"], where["delta"])
+    return naive_trajectory(data, layers0, where["eta"], steps)
+
+
+def _naive_crossings(u: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """First steps with ``u_i ≥ f·ρ_i``, (component, fraction), NaN: never."""
+    reached = u[:, :, None] >= np.multiply.outer(rho, FRACTIONS)
+    return np.where(reached.any(axis=0), reached.argmax(axis=0), np.nan)
+
+
+def test_theory_budgets_are_step_budget_per_cell(commuting, kernel):
+    """Each cell runs for its own budget; the 0.9 crossings GD makes all fall within it."""
+    stats = commuting.stats
+    ds = sweep(stats, **THEORY_GRID, budget="theory", max_steps=10**5, kernel=kernel, **THEORY_RUN)
+    budgets, statuses = [], set()
+    for where, cell in _cells(ds):
+        n = _tracked(stats, where["depth"])
+        expected, capped = step_budget(
+            stats.s[:n],
+            stats.lam[:n],
+            where["depth"],
+            where["eta"],
+            where["delta"],
+            max_steps=10**5,
+        )
+        assert not capped and cell["step_budget"] == expected, where
+        assert cell["stop_step"] <= expected, where
+        assert (cell["stop_step"] == expected) == (cell["status"] == "max_steps"), where
+        statuses.add(str(cell["status"].values))
+        crossing = cell["crossing_step"].values
+        assert np.all(crossing[:n, -1] <= expected), where
+        np.testing.assert_array_equal(cell["crossings_missed"], np.isnan(crossing[:n]).sum(axis=0))
+        assert cell["crossings_missed"].sel(fraction=0.9) == 0
+        if where["depth"] > 1:  # (at depth 1 the budget does not depend on δ)
+            budgets.append(int(expected))
+    assert len(set(budgets)) == len(budgets)  # every cell its own budget
+    assert "max_steps" in statuses
+    # one log schedule, from the largest budget
+    # the logged steps of max_steps: shared with every other block of the grid
+    np.testing.assert_array_equal(ds["step"], log_schedule(10**5, THEORY_RUN["log_density"]))
+    assert np.isnan(ds["u"].sel(step=ds["step"] > ds["step_budget"].max())).all()
+    assert json.loads(ds.attrs["settings"]) == {
+        "max_steps": 10**5,
+        "log_density": THEORY_RUN["log_density"],
+        "tol": THEORY_RUN["tol"],
+        "max_components": 32,
+        "budget": "theory",
+        "budget_margin": 1.5,
+    }
+    assert ds["crossings_missed"].dims == ("depth", "eta", "delta", "fraction")
+
+
+def test_crossings_stop_matches_the_naive_loop(commuting, kernel):
+    """A run stops at the step its last tracked component crosses 0.9·ρ_i, with the naive
+    loop's iterates up to there: crossings exact, u and the loss to 1e-10."""
+    stats = commuting.stats
+    ds = sweep(stats, **THEORY_GRID, stop="crossings", max_steps=5000, kernel=kernel, **THEORY_RUN)
+    assert json.loads(ds.attrs["settings"])["stop"] == "crossings"
+    assert "budget" not in json.loads(ds.attrs["settings"])
+    assert (ds["step_budget"] == 5000).all()
+    log_steps = ds["step"].values
+    for where, cell in _cells(ds):
+        n = _tracked(stats, where["depth"])
+        stop = int(cell["stop_step"])
+        assert cell["status"] == "crossed", where
+        _, loss, u = _naive_cell(commuting, where, stop)
+        crossing = _naive_crossings(u, stats.rho)
+        assert np.nanmax(crossing[:n, -1]) == stop and not np.isnan(crossing[:n, -1]).any()
+        np.testing.assert_array_equal(cell["crossing_step"], crossing, err_msg=str(where))
+        np.testing.assert_array_equal(cell["crossings_missed"], np.isnan(crossing[:n]).sum(axis=0))
+        assert_u_close(cell["u_final"].values, u[stop])
+        assert cell["loss_final"] == pytest.approx(loss[stop], rel=RTOL)
+        kept = log_steps <= stop
+        assert_u_close(cell["u"].values[kept], u[log_steps[kept]])
+        assert np.isnan(cell["u"].values[~kept]).all()
+
+
+def test_crossings_missed_counts_what_a_capped_budget_cuts_off(commuting, kernel):
+    stats = commuting.stats
+    cap = 60
+    ds = sweep(
+        stats, [2, 3], [0.1, 0.3], 3.0, budget="theory", max_steps=cap, kernel=kernel, **THEORY_RUN
+    )
+    missed = 0
+    for where, cell in _cells(ds):
+        n = _tracked(stats, where["depth"])
+        budget, capped = step_budget(
+            stats.s[:n], stats.lam[:n], where["depth"], where["eta"], where["delta"], max_steps=cap
+        )
+        assert cell["step_budget"] == budget and cell["stop_step"] == budget
+        _, _, u = _naive_cell(commuting, where, int(budget))
+        expected = np.isnan(_naive_crossings(u, stats.rho)[:n]).sum(axis=0)
+        np.testing.assert_array_equal(cell["crossings_missed"], expected, err_msg=str(where))
+        if capped:
+            assert budget == cap and cell["status"] == "max_steps"
+            missed += expected[-1]
+    assert missed >= 2
+
+
+def test_theory_budget_cells_do_not_depend_on_the_rest_of_the_block(commuting, kernel):
+    """Bit for bit: a cell alone, beside a diverging η = 50, or in a block of other budgets."""
+    stats = commuting.stats
+    run = {"budget": "theory", "stop": "crossings", "max_steps": 10**4, "kernel": kernel}
+    big = sweep(stats, [2, 3], [0.1, 0.3, 50.0], [1.5, 3.0], **run, **THEORY_RUN)
+    assert (big["status"].sel(eta=50.0) == "diverged").all()
+    assert set(big["status"].sel(eta=[0.1, 0.3]).values.ravel()) == {"crossed"}
+    assert len(np.unique(big["step_budget"])) > 8
+    for L, eta, delta in itertools.product([2, 3], [0.1, 0.3], [1.5, 3.0]):
+        beside = sweep(stats, L, [eta, 50.0], delta, **run, **THEORY_RUN)
+        _same_bits(beside.sel(eta=[eta]), big.sel(depth=[L], eta=[eta], delta=[delta]))
+        alone = simulate(stats, L, eta, delta, **run, **THEORY_RUN)
+        _same_bits(alone, big.sel(depth=L, eta=eta, delta=delta))
+
+
+def test_new_sweep_options_are_validated(commuting):
+    stats = commuting.stats
+    for option, message in (
+        ({"budget": "flow"}, "budget must be one of fixed, theory; got 'flow'"),
+        ({"stop": "crossed"}, "stop must be one of converged, crossings; got 'crossed'"),
+        ({"budget_margin": 0.9}, "budget_margin must be a finite number >= 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            sweep(stats, 2, 0.1, 1.0, max_steps=10, **option)

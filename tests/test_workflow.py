@@ -147,9 +147,9 @@ def test_default_config_dry_run_is_fast(tmp_path):
     proc = run_snakemake(workdir, "-n")
     elapsed = time.perf_counter() - start
     assert elapsed < 30, f"dry run took {elapsed:.1f} s"
-    # 4 datasets × (aligned + random): 768 cells in 8 blocks
-    assert re.search(r"^simulate\s+8$", proc.stdout, re.MULTILINE), proc.stdout[-2000:]
-    assert sum(cells for _, cells in scheduled_cells(proc.stdout).values()) == 768
+    # 4 datasets × (aligned + random) × 2 δ tiles (4 + 1 values): 960 cells in 16 blocks
+    assert re.search(r"^simulate\s+16$", proc.stdout, re.MULTILINE), proc.stdout[-2000:]
+    assert sum(cells for _, cells in scheduled_cells(proc.stdout).values()) == 960
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ labels, one-hot encoded with one column per distinct label in increasing
 order (recorded as ``class_values``). Values are used as stored (no division).
 
 Both open archives with ``allow_pickle=False``; shapes, types and finiteness
-are checked and every failure names the file and the array.
+(the count and first position of NaN and infinite entries) are checked and
+every failure names the file and the array.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from lindyn.datasets.data import Raw
 from lindyn.datasets.errors import DatasetError
 from lindyn.datasets.files import existing_file, gather, load_arrays
+from lindyn.datasets.floatrange import check_finite
 from lindyn.datasets.options import TARGET, Option, common_options, integer, path, paths
 
 __all__ = ["IMAGENET32_OPTIONS", "NPZ_OPTIONS", "read_imagenet32", "read_npz"]
@@ -106,11 +108,6 @@ def read_imagenet32(opts: Mapping[str, Any]) -> Raw:
     )
 
 
-def _finite(file: Path, name: str, array: np.ndarray) -> None:
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise DatasetError(f"{file}: array {name!r} has NaN or infinite entries")
-
-
 def read_npz(opts: Mapping[str, Any]) -> Raw:
     """A plain ``.npz`` archive with inputs ``X`` and targets or labels ``Y``.
 
@@ -140,8 +137,8 @@ def read_npz(opts: Mapping[str, Any]) -> Raw:
         )
     if Y.shape[0] != X.shape[0]:
         raise DatasetError(f"{file}: arrays 'X' and 'Y' have {X.shape[0]} and {Y.shape[0]} rows")
-    _finite(file, "X", X)
-    _finite(file, "Y", Y)
+    for name, array in (("X", X), ("Y", Y)):
+        check_finite(f"{file}: array {name!r}", array)  # every row, even unselected ones
     if labels:
         values, index = np.unique(Y, return_inverse=True)
         return Raw(

@@ -21,6 +21,16 @@ same thing on every dataset. The factors applied are returned (``x_scale``,
 ``y_scale``) and recorded in the metadata; ``scale="none"`` records 1.0.
 A Σx or Σxy that is zero (to rounding) cannot be scaled and raises
 `DatasetError`.
+
+Data at the edge of float64 (entries like 1e-170 or 1e153, whose products
+XᵀX would underflow or overflow) are handled as `floatrange` describes: X, Y
+and the clean signal are first multiplied by exact powers of two that bring
+their largest |entry| into [1/2, 1), centred and unit-scaled there, so the
+result is, to rounding, the one of the same data at a moderate scale, and
+identical to the direct computation whenever that stays in range. With
+``scale="none"`` they are scaled back, which is refused if the result would
+not be representable. NaN or infinite entries and arrays whose largest entry
+is subnormal are refused. Every error names the data's source.
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ import math
 import numpy as np
 
 from lindyn.datasets.data import Raw
-from lindyn.datasets.errors import DatasetError
+from lindyn.datasets.errors import DatasetError, describe_source
+from lindyn.datasets.floatrange import binary_exponent, check_finite, check_normal, restore
 
 __all__ = ["data_hash", "one_hot", "prepare", "select_rows"]
 
@@ -120,25 +131,41 @@ def _top_eigenvalue(X: np.ndarray) -> float:
     return float(np.linalg.eigvalsh(gram)[-1]) / n
 
 
-def _unit_scale(X: np.ndarray, Y: np.ndarray | None, x_norm: float) -> tuple[float, float]:
-    """Factors making λ_max(Σx) = 1 and s_1(Σxy) = 1 (see the module docstring)."""
+def _zero_cause(columns: str, rows: int, before: float, center: bool) -> str:
+    """Why Σx or Σxy is zero, given the norm of X or Y before centring."""
+    # Without centring this is the only cause: ‖X‖²_F/n = tr(Σx) <= d·λ_max(Σx).
+    if not (center and before):
+        return f"every {columns} column is zero"
+    if rows == 1:
+        return "the data have a single row, which center=True turns into zeros"
+    return f"every {columns} column is constant, and center=True removed it"
+
+
+def _unit_scale(
+    X: np.ndarray, Y: np.ndarray | None, x_norm: float, y_norm: float, center: bool
+) -> tuple[float, float]:
+    """Factors making λ_max(Σx) = 1 and s_1(Σxy) = 1 (see the module docstring).
+
+    ``x_norm`` and ``y_norm`` are ``‖X‖_F/√n`` and ``‖Y‖_F/√n`` before centring.
+    """
     n = X.shape[0]
     lam = _top_eigenvalue(X)
     if not math.sqrt(max(lam, 0.0)) > _ZERO * x_norm:
-        raise DatasetError(
-            "scale='unit': Σx = XᵀX/n is zero (every input column is zero"
-            + (", or constant and removed by center=True)" if x_norm else ")")
-        )
+        cause = _zero_cause("input", n, x_norm, center)
+        raise DatasetError(f"scale='unit': Σx = XᵀX/n is zero ({cause})")
     x_scale = 1.0 / math.sqrt(lam)
     if Y is None:
         return x_scale, x_scale
     s1 = float(np.linalg.norm(X.T @ Y, 2)) * x_scale / n
+    y_now = float(np.linalg.norm(Y)) / math.sqrt(n)
     # Cauchy-Schwarz: s1 <= ‖X‖₂‖Y‖₂/n = ‖Y‖₂/√n after scaling X; below that by _ZERO: zero.
-    if not s1 > _ZERO * float(np.linalg.norm(Y)) / math.sqrt(n):
-        raise DatasetError(
-            "scale='unit': Σxy = XᵀY/n is zero (the targets are orthogonal to the inputs, "
-            "e.g. constant targets with center=True)"
+    if not s1 > _ZERO * y_now:
+        cause = (
+            "the targets are orthogonal to the inputs"
+            if y_now > _ZERO * y_norm
+            else _zero_cause("target", n, y_norm, center)
         )
+        raise DatasetError(f"scale='unit': Σxy = XᵀY/n is zero ({cause})")
     return x_scale, 1.0 / s1
 
 
@@ -170,31 +197,67 @@ def prepare(
     Raises
     ------
     DatasetError
-        For an empty dataset, ``n`` too large, or a zero Σx or Σxy with
-        ``scale="unit"``.
+        Naming the data's source (`describe_source`): for an empty dataset,
+        ``n`` too large, non-finite or subnormal data, a zero Σx or Σxy with
+        ``scale="unit"``, or a result beyond float64's range.
     """
+    try:
+        return _prepare(raw, n=n, seed=seed, center=center, scale=scale)
+    except DatasetError as err:
+        raise DatasetError(f"{describe_source(raw.source)}: {err}") from None
+
+
+def _prepare(
+    raw: Raw, *, n: int | None, seed: int, center: bool, scale: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float, float]:
     if raw.X.ndim != 2 or 0 in raw.X.shape:
-        raise DatasetError(f"{raw.source}: no data (inputs of shape {raw.X.shape})")
+        raise DatasetError(f"no data (inputs of shape {raw.X.shape})")
     rows = select_rows(raw.X.shape[0], n, seed)
-    X = _rows_as_float(raw.X, rows, raw.pixel_max)
-    X_clean = None if raw.X_clean is None else _rows_as_float(raw.X_clean, rows, raw.pixel_max)
+
+    def rescaled(what: str, array: np.ndarray) -> tuple[np.ndarray, int]:
+        # Largest |entry| into [1/2, 1), exactly: no product below can over- or underflow.
+        check_finite(what, array, rows)
+        check_normal(what, array)
+        exponent = binary_exponent(array)
+        return np.ldexp(array, -exponent, out=array), exponent
+
+    X, ex = rescaled("input array X", _rows_as_float(raw.X, rows, raw.pixel_max))
+    X_clean = ec = None
+    if raw.X_clean is not None:
+        X_clean, ec = rescaled(
+            "clean signal X_clean", _rows_as_float(raw.X_clean, rows, raw.pixel_max)
+        )
+    Y = ey = None
     if raw.labels is not None:
-        Y = one_hot(raw.labels if rows is None else raw.labels[rows], raw.classes)
-    else:
-        Y = None if raw.Y is None else _rows_as_float(raw.Y, rows, 1.0)
-    x_norm = float(np.linalg.norm(X)) / math.sqrt(X.shape[0])  # before centring
+        Y, ey = one_hot(raw.labels if rows is None else raw.labels[rows], raw.classes), 0
+    elif raw.Y is not None:
+        Y, ey = rescaled("target array Y", _rows_as_float(raw.Y, rows, 1.0))
+    root_n = math.sqrt(X.shape[0])
+    x_norm = float(np.linalg.norm(X)) / root_n  # before centring
+    y_norm = 0.0 if Y is None else float(np.linalg.norm(Y)) / root_n
     if center:
-        X -= X.mean(axis=0)
-        if X_clean is not None:
-            X_clean -= X_clean.mean(axis=0)
-        if Y is not None:
-            Y -= Y.mean(axis=0)
-    x_scale = y_scale = 1.0
+        for array in (X, X_clean, Y):
+            if array is not None:
+                array -= array.mean(axis=0)
     if scale == "unit":
-        x_scale, y_scale = _unit_scale(X, Y, x_norm)
-        X *= x_scale
+        x_factor, y_factor = _unit_scale(X, Y, x_norm, y_norm, center)
+        hint = "store the data multiplied by a power of ten nearer their scale"
+        x_scale = float(restore("the factor applied to X", x_factor, -ex, hint=hint))
+        y_scale = x_scale
+        X *= x_factor
         if X_clean is not None:
-            X_clean *= x_scale
+            X_clean = restore("the scaled clean signal X_clean", X_clean * x_factor, ec - ex)
         if Y is not None:
-            Y *= y_scale
+            y_scale = float(restore("the factor applied to Y", y_factor, -ey, hint=hint))
+            Y *= y_factor
+    else:
+        x_scale = y_scale = 1.0
+        # Only centring can take the data out of range: |x − mean| <= 2·max|x|.
+        after = " after centring" if center else ""
+        hint = "use scale='unit', which rescales exactly"
+        X = restore(f"input array X{after}", X, ex, hint=hint)
+        if X_clean is not None:
+            X_clean = restore(f"clean signal X_clean{after}", X_clean, ec, hint=hint)
+        if Y is not None:
+            Y = restore(f"target array Y{after}", Y, ey, hint=hint)
     return X, X if Y is None else Y, X_clean, x_scale, y_scale

@@ -1,6 +1,6 @@
 # Figures and the claims report, drawn from the aggregated stores (lindyn.plots, lindyn.report).
 # Each figure is one rule writing a PNG and a PDF, both tagged for `snakemake --report`.
-from lindyn.report import FIGURES, figure_inputs, report_targets
+from lindyn.report.figures import FIGURES, figure_inputs, report_targets
 
 
 rule figure_flow:
@@ -212,6 +212,40 @@ rule figure_path:
         "../envs/lindyn.yaml"
     params:
         figure="fig7_path",
+        datasets=config["datasets"],
+    script:
+        "../scripts/figures.py"
+
+
+rule figure_separation:
+    """Separation of consecutive components: measured, Corollary 3, the eigen-gap condition."""
+    input:
+        figure_inputs("fig8_separation", config["datasets"], aggregates=True),
+    output:
+        png=report(
+            "results/figures/fig8_separation.png",
+            caption="../report/fig8_separation.rst",
+            category="Theory",
+            labels={
+                "figure": "Separation: Corollary 3 and the eigen-gap condition",
+                "format": "PNG",
+            },
+        ),
+        pdf=report(
+            "results/figures/fig8_separation.pdf",
+            caption="../report/fig8_separation.rst",
+            category="Theory",
+            labels={
+                "figure": "Separation: Corollary 3 and the eigen-gap condition",
+                "format": "PDF",
+            },
+        ),
+    log:
+        "results/logs/figures/fig8_separation.log",
+    conda:
+        "../envs/lindyn.yaml"
+    params:
+        figure="fig8_separation",
         datasets=config["datasets"],
     script:
         "../scripts/figures.py"

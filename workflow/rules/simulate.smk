@@ -18,10 +18,14 @@ rule simulate:
         log_density=config["log_density"],
         tol=config["tol"],
         max_components=config["max_components"],
+        budget=config["budget"],
+        budget_margin=config["budget_margin"],
+        stop=config["stop"],
     shell:
         # BLAS and numba threads as Snakemake grants: several blocks run side by side
         "OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads}"
         " python -m lindyn sweep --stats {input.stats} --label {wildcards.dataset}"
         " {params.cells} --max-steps {params.max_steps} --log-density {params.log_density}"
         " --tol {params.tol} --max-components {params.max_components}"
+        " --budget {params.budget} --budget-margin {params.budget_margin} --stop {params.stop}"
         " --out {output} > {log} 2>&1"

@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from lindyn.report import make_figure
+from lindyn.report.figures import make_figure
 
 logging.basicConfig(
     filename=snakemake.log[0],  # noqa: F821

@@ -1,9 +1,9 @@
-"""Snakemake wrapper: write the claims report (see lindyn.report.build_report)."""
+"""Snakemake wrapper: write the claims report (see lindyn.report.markdown.build_report)."""
 
 import logging
 from pathlib import Path
 
-from lindyn.report import build_report
+from lindyn.report.markdown import build_report
 
 logging.basicConfig(
     filename=snakemake.log[0],  # noqa: F821

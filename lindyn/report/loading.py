@@ -1,0 +1,168 @@
+"""Reading one dataset's statistics and aggregated stores, verified.
+
+Every store is opened through :func:`lindyn.store.open_store`, which checks that
+it is whole and is what it claims: its ``kind``, its ``dataset`` and, for the
+aggregated stores, the hash of the statistics they were computed from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lindyn.aggregate import GRID_DIMS
+from lindyn.aggregate import USABLE_STATUSES as OK_STATUSES
+from lindyn.paths import AGGREGATES, aggregate_kind, aggregate_path, stats_path
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "GRID_DIMS",
+    "OK_STATUSES",
+    "DatasetResults",
+    "aggregate_paths",
+    "load_dataset",
+    "load_results",
+    "tidy",
+]
+
+# Variables of the path store that are per rank k; any other is the run's own.
+K_VARIABLES = (
+    "dist_seq",
+    "dist_rrr",
+    "min_rel_dist_seq",
+    "min_rel_dist_rrr",
+    "argmin_step_seq",
+    "argmin_step_rrr",
+    "window_start_seq",
+    "window_end_seq",
+    "window_start_rrr",
+    "window_end_rrr",
+    "seq_norm",
+    "rrr_norm",
+)
+
+
+@dataclass
+class DatasetResults:
+    """One dataset's statistics store and aggregated stores (None where absent)."""
+
+    name: str
+    stats: xr.Dataset | None
+    trajectories: xr.Dataset | None = None
+    phase_times: xr.Dataset | None = None
+    bounds: xr.Dataset | None = None
+    path: xr.Dataset | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The dataset's metadata (loader, centring, ε by centring), {} if unknown."""
+        if self.stats is None:
+            return {}
+        try:
+            return json.loads(self.stats.attrs.get("dataset_meta", "{}"))
+        except (TypeError, ValueError):
+            return {}
+
+    @property
+    def loader(self) -> str:
+        return str(self.meta.get("loader", ""))
+
+    @property
+    def eps_a1(self) -> float:
+        return _scalar(self.stats, "eps_a1")
+
+    @property
+    def eps_iso(self) -> float:
+        return _scalar(self.stats, "eps_iso")
+
+    @property
+    def complete(self) -> bool:
+        """Whether every aggregated store is there."""
+        return all(getattr(self, name) is not None for name in AGGREGATES)
+
+
+def _scalar(ds: xr.Dataset | None, name: str) -> float:
+    if ds is None or name not in ds:
+        return math.nan
+    try:
+        return float(ds[name].values)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def aggregate_paths(results: str | os.PathLike, dataset: str) -> dict[str, Path]:
+    """Paths of a dataset's statistics store and aggregated stores under ``results``."""
+    return {
+        "stats": stats_path(results, dataset),
+        **{name: aggregate_path(results, dataset, name) for name in AGGREGATES},
+    }
+
+
+def tidy(ds: xr.Dataset) -> xr.Dataset:
+    """Give ``status`` the grid dims only, and drop a spurious ``k`` dimension.
+
+    When the runs of one dataset track different numbers of ranks k (depth 1
+    reaches all m components, deeper runs only the hidden width), combining them
+    broadcasts every variable along ``k``; the values at ``k = 1`` (which every
+    run has) are the run's own.
+    """
+    out = ds.copy()
+    if "status" in out:
+        # A run's status is one value; some stores broadcast it along other axes.
+        extra = [d for d in out["status"].dims if d not in GRID_DIMS]
+        if extra:
+            out["status"] = out["status"].isel({d: 0 for d in extra}, drop=True)
+    if "k" not in out.dims:
+        return out
+    for name in list(out.data_vars):
+        if "k" in out[name].dims and name not in K_VARIABLES:
+            out[name] = out[name].isel(k=0, drop=True)
+    if not any("k" in out[name].dims for name in out.data_vars):
+        out = out.drop_vars("k")
+    return out
+
+
+def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
+    """Open (and load into memory, verifying them) one dataset's stores.
+
+    An absent store is None (and listed in ``problems``); a store that is there
+    must be whole and of this dataset: its ``kind``, its ``dataset`` and, for
+    aggregated stores, the hash of the statistics they were computed from.
+
+    Raises
+    ------
+    lindyn.store.StoreError
+        Naming a store that is damaged, unverifiable or not this dataset's, and
+        how to recompute it.
+    """
+    from lindyn.store import STATS_KIND, open_store
+
+    res = DatasetResults(name=name, stats=None)
+    for key, path in aggregate_paths(results, name).items():
+        if not path.exists():
+            res.problems.append(f"{path} does not exist")
+            continue
+        expected = {"dataset": name}
+        if key == "stats":
+            res.stats = open_store(path, "statistics", kind=STATS_KIND, expected=expected)
+            continue
+        if res.stats is not None:
+            expected["stats_hash"] = res.stats.attrs["stats_hash"]
+        ds = tidy(open_store(path, "aggregated", kind=aggregate_kind(key), expected=expected))
+        if "status" in ds:
+            ds["status"] = ds["status"].astype(str)
+        setattr(res, key, ds)
+    return res
+
+
+def load_results(results: str | os.PathLike, datasets: Iterable[str]) -> dict[str, DatasetResults]:
+    """:func:`load_dataset` for each dataset, in order."""
+    return {name: load_dataset(results, name) for name in datasets}
