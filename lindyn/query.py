@@ -67,14 +67,21 @@ COLUMNS = {
 }
 
 
-def _open_aggregate(results: Path, dataset: str, table: str, lazy: bool) -> xr.Dataset:
-    """One aggregated store, checked to be whole and the dataset's current one.
-
-    Loaded, every chunk is verified now; lazy, as it is read.
-    """
+def _identity(results: Path, dataset: str) -> dict[str, Any]:
+    """What a dataset's aggregated stores must record: it, and its current statistics."""
     expected = {"dataset": dataset}
     if stats_path(results, dataset).exists():
         expected["stats_hash"] = _stats_attrs(results, dataset)["stats_hash"]
+    return expected
+
+
+def _open_aggregate(
+    results: Path, dataset: str, table: str, expected: Mapping[str, Any], lazy: bool
+) -> xr.Dataset:
+    """One aggregated store, checked to be whole and the one ``expected`` describes.
+
+    Loaded, every chunk is verified now; lazy, as it is read.
+    """
     return open_store(
         aggregate_path(results, dataset, table),
         "aggregated",
@@ -110,12 +117,12 @@ def open_results(path: str | Path = "results") -> xr.DataTree:
         Nodes ``{dataset}/{table}``.
     """
     path = Path(path)
-    nodes = {
-        f"{dataset}/{table}": _open_aggregate(path, dataset, table, lazy=True)
-        for dataset in _datasets(path)
-        for table in AGGREGATES
-        if aggregate_path(path, dataset, table).exists()
-    }
+    nodes = {}
+    for dataset in _datasets(path):
+        tables = [t for t in AGGREGATES if aggregate_path(path, dataset, t).exists()]
+        expected = _identity(path, dataset) if tables else {}
+        for table in tables:
+            nodes[f"{dataset}/{table}"] = _open_aggregate(path, dataset, table, expected, lazy=True)
     if not nodes:
         raise FileNotFoundError(f"no aggregated stores under {path / 'aggregate'}")
     return xr.DataTree.from_dict(nodes)
@@ -173,7 +180,8 @@ def query_table(
             results, dataset, name
         ).exists():
             continue
-        ds = _select(_open_aggregate(results, dataset, name, lazy=False), where)
+        expected = _identity(results, dataset)
+        ds = _select(_open_aggregate(results, dataset, name, expected, lazy=False), where)
         present = [c for c in columns if c in ds]
         if not present:
             continue
