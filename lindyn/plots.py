@@ -245,11 +245,6 @@ def placeholder(kind: str, text: str) -> Figure:
     return fig
 
 
-def _label(stats_or_store: xr.Dataset, name: str | None = None) -> str:
-    name = name or stats_or_store.attrs.get("dataset", "")
-    return str(name)
-
-
 def _positive_components(s: np.ndarray, lam: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return (s > 1e-12 * max(s.max(initial=0.0), 1e-300)) & (lam > 0)
