@@ -336,7 +336,9 @@ def aggregation_seconds(results: Path) -> tuple[float, int]:
 
 def config_cells(config: dict[str, Any]) -> int:
     from lindyn.blocks import plan_blocks
+    from lindyn.config import validated
 
+    config = validated(config)
     return sum(block.cells for name in config["datasets"] for block in plan_blocks(config, name))
 
 
@@ -850,14 +852,16 @@ def part_grid100k(opts: Options, state: State) -> list[Row]:
 
 
 def part_incremental(opts: Options, state: State) -> list[Row]:
+    from lindyn.config import load_config
+
     work = state.default_work
     baseline = "the last run of the default part"
     if work is None or not (work / "results" / "report.md").exists():
         print("  incremental: running the default study first ...", file=sys.stderr)
         work, result = run_default_study(opts, "default-incremental")
         baseline = f"run here once: {seconds(result['wall'])}"
-    before = yaml.safe_load((work / "config.yaml").read_text())
-    tiles = {"eta": 4, "delta": 4, **before.get("blocks", {})}
+    before = load_config(work / "config.yaml")
+    tiles = before["blocks"]
     eta_new = float(f"{max(before['grid']['eta']) * 1.5:.4g}")
     delta_new = float(max(before["grid"]["delta"]) + 1)
     variants = {

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from lindyn.blocks import block_path, plan_blocks
+from lindyn.config import validated
 from lindyn.store import open_block
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,23 +42,27 @@ DEFAULT_TILES = ["1,1,1,1", "2,2,1,1", "4,4,1,1", "4,4,2,2"]
 
 def config(tiles: str, max_steps: int) -> dict:
     depth, eta, delta, seed = (int(v) for v in tiles.split(","))
-    return {
-        "datasets": {"bench": {"loader": "commuting", "options": {"d": 20, "p": 10, "seed": 0}}},
-        "grid": {
-            "depth": [1, 2, 3, 4],
-            "eta": [0.02, 0.05, 0.1, 0.2],
-            "delta": [1.0, 2.0],
-            "init": ["aligned", "random"],
-            "seed": [0, 1],
-        },
-        "width": 10,
-        "max_steps": max_steps,
-        "log_density": 20,
-        "tol": 1e-8,
-        "max_components": 10,
-        "blocks": {"depth": depth, "eta": eta, "delta": delta, "seed": seed},
-        "aggregate": {"workers": 1},
-    }
+    return validated(
+        {
+            "datasets": {
+                "bench": {"loader": "commuting", "options": {"d": 20, "p": 10, "seed": 0}}
+            },
+            "grid": {
+                "depth": [1, 2, 3, 4],
+                "eta": [0.02, 0.05, 0.1, 0.2],
+                "delta": [1.0, 2.0],
+                "init": ["aligned", "random"],
+                "seed": [0, 1],
+            },
+            "width": 10,
+            "max_steps": max_steps,
+            "log_density": 20,
+            "tol": 1e-8,
+            "max_components": 10,
+            "blocks": {"depth": depth, "eta": eta, "delta": delta, "seed": seed},
+            "aggregate": {"workers": 1},
+        }
+    )
 
 
 def run(workdir: Path, *args: str, timeout: int = 1800) -> tuple[float, str]:

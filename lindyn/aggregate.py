@@ -44,6 +44,7 @@ from lindyn.blocks import Block
 from lindyn.dask_cluster import dask_client
 from lindyn.paths import aggregate_kind, aggregate_path, csv_path, stats_path
 from lindyn.provenance import provenance
+from lindyn.runs import GRID_DIMS, MISSING, USABLE_STATUSES
 from lindyn.store import StoreError, open_block, read_stats, write_atomically, write_store
 
 __all__ = [
@@ -56,11 +57,6 @@ __all__ = [
     "phase_times",
 ]
 
-GRID_DIMS = ("depth", "width", "eta", "delta", "init", "seed")
-# Statuses whose measurements enter phase times, bounds and path metrics. A
-# diverged run keeps its trajectory (up to its stop step) in the trajectories store
-# and its status everywhere, but its crossings and distances are NaN.
-USABLE_STATUSES = ("converged", "crossed", "max_steps")
 PATH_TOLERANCE = 0.1
 # Components i and i+1 are separated when i is 1 − f learned before i+1 reaches f (THEORY §7).
 SEPARATION_FRACTION = 0.1
@@ -71,7 +67,7 @@ log = logging.getLogger(__name__)
 PROVENANCE = {"created": "", "git_commit": "", "code_hash": ""}
 # Fill of the per-cell text variables where a cell of the combined grid is not a run
 # (e.g. the aligned init at seeds other than 0).
-TEXT_FILL = {"status": "missing", **PROVENANCE}
+TEXT_FILL = {"status": MISSING, **PROVENANCE}
 
 
 def _cells(ds: xr.Dataset) -> xr.Dataset:
@@ -414,7 +410,7 @@ def path_metrics(runs: xr.Dataset, seq_norm: xr.DataArray, rrr_norm: xr.DataArra
 
 def _status_counts(status: np.ndarray) -> dict[str, int]:
     values, counts = np.unique(np.asarray(status, dtype=str), return_counts=True)
-    return {k: int(v) for k, v in zip(values, counts, strict=True) if k != "missing"}
+    return {k: int(v) for k, v in zip(values, counts, strict=True) if k != MISSING}
 
 
 def _table(ds: xr.Dataset, path: Path) -> None:
@@ -519,7 +515,7 @@ def aggregate(
             for name, table in tables.items():
                 table = table.compute()
                 # Cells that are not runs get no predictions either: tables list runs only.
-                ran = table["status"] != "missing"
+                ran = table["status"] != MISSING
                 for v in table.data_vars:
                     if table[v].dtype.kind in "fc":
                         table[v] = table[v].where(ran)

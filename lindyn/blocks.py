@@ -28,8 +28,6 @@ __all__ = ["BLOCK_PATTERN", "Block", "block_path", "plan_blocks", "scheduled_cel
 
 # Wildcard constraint of a block's name (see Block.name).
 BLOCK_PATTERN = r"(aligned|random)_w\d+_L\d+_e\d+_d\d+(_s\d+)?"
-BLOCK_AXES = ("depth", "eta", "delta", "seed")
-DEFAULT_TILES = dict.fromkeys(BLOCK_AXES, 4)
 
 
 @dataclass(frozen=True)
@@ -108,17 +106,18 @@ def plan_blocks(config: Mapping[str, Any], dataset: str) -> list[Block]:
     Parameters
     ----------
     config : mapping
-        The validated pipeline configuration.
+        The validated pipeline configuration (:func:`lindyn.config.validated`: its
+        defaults, the tile sizes ``blocks`` among them, filled in).
     dataset : str
         A key of ``config["datasets"]``.
     """
     grid = config["grid"]
-    tiles = {**DEFAULT_TILES, **config.get("blocks", {})}
+    tiles = config["blocks"]
     width = int(config["datasets"][dataset].get("width", config["width"]))
     depth = _tiles([int(v) for v in grid["depth"]], tiles["depth"])
     eta = _tiles([float(v) for v in grid["eta"]], tiles["eta"])
     delta = _tiles([float(v) for v in grid["delta"]], tiles["delta"])
-    seed = _tiles([int(v) for v in grid.get("seed", [0])], tiles["seed"])
+    seed = _tiles([int(v) for v in grid["seed"]], tiles["seed"])
     blocks = []
     for init in grid["init"]:
         for i, depths in enumerate(depth):

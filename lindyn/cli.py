@@ -10,11 +10,14 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["main"]
+
+_TYPES = {"integer": int, "number": float}
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +29,42 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="dataset option (repeatable), e.g. center=true, scale=unit, n=1000, path=FILE",
     )
+    parser.add_argument(
+        "--options",
+        type=_json_mapping,
+        default={},
+        metavar="JSON",
+        help='dataset options as one typed JSON mapping, e.g. \'{"center": true, "n": 1000}\' '
+        "(how the workflow passes config.yaml's options); --option items override it",
+    )
 
 
-def _load_stats(name: str, options: list[str], both_centrings: bool = False):
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """The run settings of config.yaml as options; type, default, choices, help: the schema's."""
+    from lindyn.config import describe
+    from lindyn.sweeps import RunSettings
+
+    for field in fields(RunSettings):
+        spec = describe(field.name)
+        kind = {"choices": spec["enum"]} if "enum" in spec else {"type": _TYPES[spec["type"]]}
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            default=spec["default"],
+            help=f"{spec['description']} (config {field.name}; default %(default)s)",
+            **kind,
+        )
+
+
+def _json_mapping(text: str) -> dict:
+    import json
+
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON mapping")
+    return value
+
+
+def _load_stats(name: str, typed: dict, options: list[str], both_centrings: bool = False):
     """Load a dataset and compute its statistics.
 
     With ``both_centrings``, ε_A1 and ε_iso are also computed for the other
@@ -37,7 +73,7 @@ def _load_stats(name: str, options: list[str], both_centrings: bool = False):
     from lindyn.datasets import load_dataset, parse_options
     from lindyn.stats import dataset_stats
 
-    parsed = parse_options(name, options)
+    parsed = {**typed, **parse_options(name, options)}
     data = load_dataset(name, **parsed)
     stats = dataset_stats(data.X, data.Y, data.X_clean, data.meta)
     if both_centrings:
@@ -57,7 +93,7 @@ def _cmd_dataset(args: argparse.Namespace) -> None:
     from lindyn.store import write_stats
 
     start = time.perf_counter()
-    stats = _load_stats(args.name, args.option, both_centrings=True)
+    stats = _load_stats(args.name, args.options, args.option, both_centrings=True)
     if args.label:
         stats.meta["label"] = args.label
     write_stats(stats, args.out)
@@ -77,7 +113,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     if args.stats is not None:
         stats = read_stats(args.stats, dataset=args.label)
     else:
-        stats = _load_stats(args.dataset, args.option)
+        stats = _load_stats(args.dataset, args.options, args.option)
     name = args.label or stats.meta.get("label") or stats.meta.get("name", "")
     runs = sweep(
         stats,
@@ -107,13 +143,12 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _cmd_aggregate(args: argparse.Namespace) -> None:
-    import yaml
-
     from lindyn.aggregate import aggregate
     from lindyn.blocks import block_path, plan_blocks
+    from lindyn.config import load_config
 
-    config = yaml.safe_load(Path(args.config).read_text())
-    if args.dataset not in config.get("datasets", {}):
+    config = load_config(args.config)
+    if args.dataset not in config["datasets"]:
         raise ValueError(f"dataset {args.dataset!r} is not in {args.config}")
     blocks = plan_blocks(config, args.dataset)
     aggregate(
@@ -167,6 +202,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lindyn`` command."""
+    from lindyn.config import default
+    from lindyn.init import INIT_MODES
+    from lindyn.paths import QUERY_TABLES
+
     parser = argparse.ArgumentParser(
         prog="lindyn", description="Gradient-descent dynamics of deep linear networks."
     )
@@ -187,31 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, nargs="+", required=True, help="numbers of layers L >= 1")
     p.add_argument("--eta", type=float, nargs="+", required=True, help="absolute step sizes > 0")
     p.add_argument("--delta", type=float, nargs="+", required=True, help="init scales δ")
-    p.add_argument("--init", choices=["aligned", "random"], default="aligned")
+    p.add_argument("--init", choices=INIT_MODES, default=INIT_MODES[0])
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds of the random init")
     p.add_argument("--width", type=int, default=None, help="hidden width (default min(d, p))")
-    p.add_argument(
-        "--max-steps", type=int, default=10_000, help="step budget (with --budget theory: its cap)"
-    )
-    p.add_argument(
-        "--budget",
-        choices=["fixed", "theory"],
-        default="fixed",
-        help="fixed: every cell runs up to --max-steps; theory: each cell's budget covers the "
-        "0.9 crossings of its tracked components (lindyn.regime.step_budget)",
-    )
-    p.add_argument(
-        "--budget-margin", type=float, default=1.5, help="factor on the theory's step budget"
-    )
-    p.add_argument(
-        "--stop",
-        choices=["converged", "crossings"],
-        default="converged",
-        help="crossings: also end a run once its tracked components crossed 0.9·ρ_i",
-    )
-    p.add_argument("--log-density", type=int, default=20, help="logged steps per decade")
-    p.add_argument("--tol", type=float, default=1e-8, help="relative excess-loss tolerance")
-    p.add_argument("--max-components", type=int, default=32, help="components tracked")
+    _add_settings(p)
     p.add_argument("--kernel", choices=["auto", "numba", "numpy"], default="auto")
     p.add_argument("--out", required=True, help="output block store (BLOCK.zarr.zip)")
     p.set_defaults(func=_cmd_sweep)
@@ -220,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="dataset name in the configuration")
     p.add_argument("--config", default="config.yaml", help="pipeline configuration")
     p.add_argument("--results", default="results", help="results directory")
-    p.add_argument("--workers", type=int, default=1, help="Dask workers (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=default("aggregate.workers"),
+        help="Dask workers (config aggregate.workers; default %(default)s)",
+    )
     p.set_defaults(func=_cmd_aggregate)
 
     p = sub.add_parser(
@@ -232,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("query", help="print tables from aggregated results")
-    p.add_argument("table", choices=["phase", "bounds", "path", "eps", "runs"])
+    p.add_argument("table", choices=QUERY_TABLES)
     p.add_argument("--results", default="results", help="results directory")
     p.add_argument("--where", "-w", action="append", default=[], metavar="AXIS=VALUE")
     p.add_argument("--format", choices=["text", "csv"], default="text")

@@ -1,16 +1,21 @@
-"""The pipeline's configuration: checks beyond the JSON schema, and the grid of cells.
+"""The pipeline's configuration: its schema, its defaults, its checks, the grid of cells.
 
-The schema (``workflow/schemas/config.schema.yaml``, applied by Snakemake's
-``validate``) checks types, ranges and unknown keys; :func:`describe_schema_error`
-turns its verdict into one line naming the key, the value and what is allowed.
-This module adds what a schema cannot say: numbers must be finite (YAML's
-``.nan`` passes any range check), loader options must be options of that loader
-with valid values, and files a dataset points to must exist. Errors name the
-key, the value and what is allowed.
+The schema (``lindyn/config.schema.yaml``; ``workflow/schemas/config.schema.yaml``
+links to it) is the one home of every configuration default: Snakemake's
+``validate`` fills them in, and the command line and the library read them from
+it (:func:`default`). It checks types, ranges and unknown keys;
+:func:`describe_schema_error` turns its verdict into one line naming the key, the
+value and what is allowed. :func:`check_config` adds what a schema cannot say:
+numbers must be finite (YAML's ``.nan`` passes any range check), loaders must be
+loaders of :data:`lindyn.datasets.LOADERS` and their options options of that
+loader with valid values, and files a dataset points to must exist.
+:func:`validated` does both and returns the configuration the pipeline runs.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import os
 import re
@@ -19,14 +24,23 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "SCHEMA_PATH",
     "ConfigError",
+    "allowed",
     "check_config",
     "config_error_message",
+    "default",
+    "describe",
     "describe_schema_error",
     "format_value",
     "grid_cells",
+    "load_config",
+    "schema",
     "schema_problems",
+    "validated",
 ]
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 # Keys whose values are integers (the schema's "integer" also admits 2.0).
 _INTEGER_KEYS = ("width", "max_steps", "log_density", "max_components")
@@ -35,6 +49,79 @@ _INTEGER_LISTS = ("depth", "seed")
 
 class ConfigError(ValueError):
     """A configuration value is not allowed."""
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema() -> dict[str, Any]:
+    """The configuration's JSON schema (a copy).
+
+    Returns
+    -------
+    dict
+    """
+    return copy.deepcopy(_schema())
+
+
+def _property(key: str) -> Mapping[str, Any]:
+    node: Mapping[str, Any] = _schema()
+    for part in key.split("."):
+        node = node["properties"][part]
+    return node
+
+
+def default(key: str) -> Any:
+    """The schema's default of a configuration key.
+
+    Parameters
+    ----------
+    key : str
+        Dotted, e.g. ``"tol"`` or ``"aggregate.workers"``.
+
+    Returns
+    -------
+    object
+        A copy of the default.
+
+    Raises
+    ------
+    KeyError
+        If the schema has no such key or gives it no default.
+
+    Examples
+    --------
+    >>> default("max_components"), default("blocks.eta")
+    (32, 4)
+    """
+    return copy.deepcopy(_property(key)["default"])
+
+
+def allowed(key: str) -> tuple[Any, ...]:
+    """The values the schema allows for an enumerated key (or each item of a list key).
+
+    Examples
+    --------
+    >>> allowed("stop"), allowed("grid.init")
+    (('converged', 'crossings'), ('aligned', 'random'))
+    """
+    node = _property(key)
+    return tuple(node["items"]["enum"] if node.get("type") == "array" else node["enum"])
+
+
+def describe(key: str) -> dict[str, Any]:
+    """The schema of one configuration key (a copy): type, bounds, default, description.
+
+    Examples
+    --------
+    >>> describe("tol")["type"]
+    'number'
+    """
+    return copy.deepcopy(dict(_property(key)))
 
 
 def format_value(value: Any) -> str:
@@ -211,10 +298,7 @@ def schema_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
 
 
 def config_error_message(
-    error: BaseException,
-    config: Mapping[str, Any] | None = None,
-    schema: Mapping[str, Any] | str | os.PathLike | None = None,
-    limit: int = 10,
+    error: BaseException, config: Mapping[str, Any] | None = None, limit: int = 10
 ) -> str:
     """What to tell the user about a refused configuration, without a traceback.
 
@@ -223,9 +307,8 @@ def config_error_message(
     error : BaseException
         A :class:`ConfigError`, a :class:`jsonschema.ValidationError`, or the
         error Snakemake's ``validate`` raises (whose context is the validation error).
-    config, schema : optional
-        The configuration and the schema (mapping or YAML file): given both, every
-        schema violation is listed, not only the first.
+    config : mapping, optional
+        The configuration: given, every schema violation is listed, not only the first.
     limit : int
         At most this many violations are listed.
 
@@ -240,12 +323,8 @@ def config_error_message(
         cause = cause.__cause__ or cause.__context__
     if isinstance(cause, ValidationError):
         lines = [describe_schema_error(cause)]
-        if config is not None and schema is not None:
-            if not isinstance(schema, Mapping):
-                import yaml
-
-                schema = yaml.safe_load(Path(schema).read_text())
-            lines = schema_problems(config, schema) or lines
+        if config is not None:
+            lines = schema_problems(config, _schema()) or lines
     else:
         lines = [str(cause if cause is not None else error)]
     extra = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
@@ -271,7 +350,7 @@ def _walk(value: Any, key: str) -> Iterator[tuple[str, Any]]:
 
 
 def _normalise_integers(config: MutableMapping[str, Any]) -> None:
-    """Turn integral floats (YAML ``2.0``, which the schema admits) into ints in place."""
+    """Turn integral floats (YAML ``2.0``, which the schema admits) into ints."""
 
     def fix(value: Any) -> Any:
         return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -297,24 +376,33 @@ def _option_key(name: str, message: str) -> str:
     return f"datasets.{name}.options" + (f".{found.group(1)}" if found else "")
 
 
-def check_config(config: MutableMapping[str, Any]) -> None:
-    """Check what the schema cannot: finiteness, loader options, files, distinct floats.
+def check_config(config: Mapping[str, Any]) -> None:
+    """Check what the schema cannot: finiteness, loaders and their options, files,
+    distinct floats.
 
-    Integral floats at integer keys (``width: 3.0``) are turned into ints in place.
+    Parameters
+    ----------
+    config : mapping
+        A configuration the schema accepts; it is not modified.
 
     Raises
     ------
     ConfigError
         Naming the key, the value and what is allowed.
     """
-    from lindyn.datasets import DatasetError, loader_options, resolve_options
+    from lindyn.datasets import LOADERS, DatasetError, loader_options, resolve_options
 
     for key, value in _walk(config, ""):
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(
                 f"config key {key!r}: {value!r} is not allowed; allowed: finite numbers"
             )
-    _normalise_integers(config)
+    for name, entry in config["datasets"].items():
+        if entry["loader"] not in LOADERS:
+            raise ConfigError(
+                f"config key 'datasets.{name}.loader': {entry['loader']!r} is not allowed; "
+                f"allowed: one of {', '.join(LOADERS)}"
+            )
     for axis in ("eta", "delta"):
         spelled = [format_value(float(v)) for v in config["grid"][axis]]
         if len(set(spelled)) != len(spelled):
@@ -339,6 +427,58 @@ def check_config(config: MutableMapping[str, Any]) -> None:
             raise ConfigError(f"config key {_option_key(name, str(err))!r}: {err}") from None
 
 
+def validated(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration the pipeline runs: checked, with every default filled in.
+
+    Snakemake's ``validate`` checks ``config`` against the schema and fills in its
+    defaults; :func:`check_config` checks the rest; integral floats at integer
+    keys (YAML ``width: 3.0``, which the schema admits) become ints.
+
+    Parameters
+    ----------
+    config : mapping
+        As read from ``config.yaml``; it is not modified.
+
+    Returns
+    -------
+    dict
+        A new configuration.
+
+    Raises
+    ------
+    ConfigError
+        Listing every schema violation (key, value, what is allowed), or the first
+        problem :func:`check_config` finds.
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    checked = copy.deepcopy(dict(config))
+    try:
+        validate(checked, str(SCHEMA_PATH))
+        check_config(checked)
+    except (WorkflowError, ConfigError) as err:
+        raise ConfigError(config_error_message(err, config)) from None
+    _normalise_integers(checked)
+    return checked
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``config.yaml`` and return it :func:`validated`.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key, the value and what is allowed.
+    """
+    import yaml
+
+    try:
+        return validated(yaml.safe_load(Path(path).read_text()) or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
 def grid_cells(config: Mapping[str, Any], dataset: str) -> list[dict[str, str]]:
     """The grid cells of one dataset, as path-ready strings.
 
@@ -347,7 +487,7 @@ def grid_cells(config: Mapping[str, Any], dataset: str) -> list[dict[str, str]]:
     """
     grid = config["grid"]
     width = config["datasets"][dataset].get("width", config["width"])
-    seeds = grid.get("seed", [0])
+    seeds = grid["seed"]
     cells = []
     for depth in grid["depth"]:
         for init in grid["init"]:

@@ -212,6 +212,17 @@ def _axpy(y, yo, e, x, xo, n):
         _vstore(y, o, _vsub(_vload(y, o), _vmul(e, _vload(x, xo + i * LANES))))
 
 
+@numba.njit(inline="always")
+def _four_rows(first, o, rl):
+    """Lane vectors of ``W_1[j + i, a]`` for i = 0..3, the first at offset ``o``."""
+    return (
+        _vload(first, o),
+        _vload(first, o + rl),
+        _vload(first, o + 2 * rl),
+        _vload(first, o + 3 * rl),
+    )
+
+
 @numba.njit(cache=True)
 def _row_pass(mu, S, U, first, fo, r, P, H, gk, ua, e):
     """One step of the first layer, :data:`ROWS` rows a pass; returns twice the loss.
@@ -235,11 +246,7 @@ def _row_pass(mu, S, U, first, fo, r, P, H, gk, ua, e):
         for k in range(0, p, 2):
             w00 = w01 = w10 = w11 = w20 = w21 = w30 = w31 = zero
             for a in range(r):
-                o = base + a * LANES
-                x0 = _vload(first, o)
-                x1 = _vload(first, o + rl)
-                x2 = _vload(first, o + 2 * rl)
-                x3 = _vload(first, o + 3 * rl)
+                x0, x1, x2, x3 = _four_rows(first, base + a * LANES, rl)
                 y0 = _vload(P, (a * p + k) * LANES)
                 y1 = _vload(P, (a * p + k + 1) * LANES)
                 w00 = _vfma(x0, y0, w00)
@@ -270,10 +277,7 @@ def _row_pass(mu, S, U, first, fo, r, P, H, gk, ua, e):
         # H += W_1[j:j+4]ᵀ g and W_1[j:j+4] −= η g Pᵀ, from the old rows.
         for a in range(r):
             o = base + a * LANES
-            x0 = _vload(first, o)
-            x1 = _vload(first, o + rl)
-            x2 = _vload(first, o + 2 * rl)
-            x3 = _vload(first, o + 3 * rl)
+            x0, x1, x2, x3 = _four_rows(first, o, rl)
             c0 = c1 = c2 = c3 = zero
             for k in range(p):
                 q0 = _vload(gk, k * LANES)

@@ -22,11 +22,12 @@ from typing import Literal
 
 import numpy as np
 
+from lindyn.config import allowed
 from lindyn.stats import Stats
 
 __all__ = ["INIT_MODES", "init_layers", "layer_shapes"]
 
-INIT_MODES = ("aligned", "random")
+INIT_MODES = allowed("grid.init")
 
 
 def layer_shapes(d: int, p: int, depth: int, width: int) -> list[tuple[int, int]]:

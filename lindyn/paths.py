@@ -12,6 +12,8 @@ from pathlib import Path
 __all__ = [
     "AGGREGATES",
     "CSV_TABLES",
+    "QUERY_COLUMNS",
+    "QUERY_TABLES",
     "aggregate_kind",
     "aggregate_path",
     "csv_path",
@@ -22,6 +24,41 @@ __all__ = [
 AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
 # The aggregated tables that are also written as CSV files.
 CSV_TABLES = ("phase_times", "bounds", "path")
+# What each table of `lindyn query` shows: its aggregated store and columns.
+QUERY_COLUMNS = {
+    "phase": (
+        "phase_times",
+        [
+            "t_measured",
+            "t_flow",
+            "t_asymptotic",
+            "t_minus",
+            "t_plus",
+            "rel_error_flow",
+            "rel_error_asymptotic",
+            "in_bracket",
+            "status",
+        ],
+    ),
+    "bounds": (
+        "bounds",
+        ["max_violation", "bracket_ratio", "in_bracket", "separated", "eigengap_margin", "status"],
+    ),
+    "path": (
+        "path",
+        [
+            "min_rel_dist_seq",
+            "window_start_seq",
+            "window_end_seq",
+            "min_rel_dist_rrr",
+            "window_start_rrr",
+            "window_end_rrr",
+            "status",
+        ],
+    ),
+}
+# The tables of `lindyn query`: the aggregated ones, Table 1 and the runs with their staleness.
+QUERY_TABLES = (*QUERY_COLUMNS, "eps", "runs")
 
 
 def stats_path(results: str | Path, dataset: str) -> Path:

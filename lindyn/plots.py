@@ -4,7 +4,7 @@ Every ``figure_*`` function takes the aggregated stores (or statistics stores)
 as :class:`xarray.Dataset` objects, selects what it needs, and returns a
 :class:`matplotlib.figure.Figure` of size :data:`FIGURE_SIZES` at :data:`DPI`;
 :func:`save_figure` writes it as PNG and/or PDF. Runs whose ``status`` is not
-in :data:`OK_STATUSES` (diverged, missing) are never drawn, and a figure whose
+in :data:`USABLE_STATUSES` (diverged, missing) are never drawn, and a figure whose
 data are absent shows a note instead of failing.
 
 Figures (THEORY §10 for the paper's):
@@ -44,13 +44,12 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lindyn import flow, regime, theory
-from lindyn.aggregate import GRID_DIMS, USABLE_STATUSES
+from lindyn.runs import GRID_DIMS, USABLE_STATUSES
 from lindyn.store import write_atomically
 
 __all__ = [
     "DPI",
     "FIGURE_SIZES",
-    "OK_STATUSES",
     "cells",
     "figure_autoencoder",
     "figure_depth",
@@ -66,8 +65,6 @@ __all__ = [
     "separation_table",
 ]
 
-# The grid axes and the statuses whose measurements count, as the aggregation defines them.
-OK_STATUSES = USABLE_STATUSES
 DPI = 120
 FIGURE_SIZES = {
     "flow": (11.0, 6.5),
@@ -130,13 +127,13 @@ def reference_cell(
 ) -> dict[str, Any] | None:
     """The grid cell closest to the theory's limit among the usable runs.
 
-    Among cells of ``depth`` and ``init`` whose status is in :data:`OK_STATUSES`:
+    Among cells of ``depth`` and ``init`` whose status is in :data:`USABLE_STATUSES`:
     the largest δ (smallest initialisation), then the smallest η (closest to the
     gradient flow), unless given. None if no such run.
     """
     frame = cells(ds)
     frame = frame[
-        (frame["depth"] == depth) & (frame["init"] == init) & frame["status"].isin(OK_STATUSES)
+        (frame["depth"] == depth) & (frame["init"] == init) & frame["status"].isin(USABLE_STATUSES)
     ]
     if delta is not None:
         frame = frame[np.isclose(frame["delta"], delta)]
@@ -160,7 +157,7 @@ def _sel(ds: xr.Dataset | xr.DataArray, cell: Mapping[str, Any]):
 
 def _ok_runs(ds: xr.Dataset, **fixed: Any) -> list[dict[str, Any]]:
     frame = cells(ds)
-    frame = frame[frame["status"].isin(OK_STATUSES)]
+    frame = frame[frame["status"].isin(USABLE_STATUSES)]
     for key, value in fixed.items():
         frame = frame[frame[key] == value]
     return [
@@ -408,7 +405,7 @@ def figure_autoencoder(
             continue
         cell = {**ref, "depth": depth}
         run = _sel(traj, cell)
-        if str(run["status"].values) not in OK_STATUSES:
+        if str(run["status"].values) not in USABLE_STATUSES:
             continue
         step = run["step"].values
         keep = (step >= 1) & np.isfinite(run["nuclear_norm"].values)
@@ -453,7 +450,8 @@ def _staircase_title(run: xr.Dataset | None, delta: float, stats: xr.Dataset | N
     ``stats``, also how many the ε = 0 flow learns apart at this δ
     (:func:`lindyn.regime.pair_delta`).
     """
-    if run is None or "crossing_step" not in run or str(run["status"].values) not in OK_STATUSES:
+    usable = run is not None and str(run["status"].values) in USABLE_STATUSES
+    if not usable or "crossing_step" not in run:
         return "trace norm of the product"
     steps = run["crossing_step"]
     half = _at_fraction(steps, 0.5)
@@ -608,7 +606,7 @@ def figure_transitions(phase: Mapping[str, xr.Dataset], fraction: float = 0.5) -
         aligned = init == "aligned"
         sub = ds.sel(fraction=fraction, method="nearest")
         f = float(sub["fraction"])
-        ok = sub["status"].isin(OK_STATUSES)
+        ok = sub["status"].isin(USABLE_STATUSES)
         for depth in sub["depth"].values:
             part = sub.sel(depth=depth, init=init)
             measured = part["t_measured"].where(ok.sel(depth=depth, init=init))
@@ -796,7 +794,7 @@ def figure_theorem3(
         ax.legend(loc="upper left", fontsize=7)
     two = bounds.sel(depth=2) if "depth" in bounds.dims else bounds
     two = two.sel(init="aligned") if "init" in two.dims else two
-    status_ok = two["status"].isin(OK_STATUSES)
+    status_ok = two["status"].isin(USABLE_STATUSES)
     ratio = two["bracket_ratio"].where(status_ok)
     violation = two["max_violation"].where(status_ok)
     reduce = [d for d in ratio.dims if d not in ("eta", "delta")]
@@ -1058,7 +1056,7 @@ def figure_path(
                 continue
             cell = {**ref, "depth": depth}
             run = _sel(ds, cell)
-            if str(run["status"].values) not in OK_STATUSES:
+            if str(run["status"].values) not in USABLE_STATUSES:
                 _note(ax, f"{name}: depth-{depth} run is {run['status'].values}")
                 continue
             dist = run["dist_seq"]
@@ -1126,7 +1124,7 @@ def _closest_approach(
         if depth not in path["depth"].values:
             continue
         cell = _sel(path, {**ref, "depth": depth})
-        if str(cell["status"].values) not in OK_STATUSES:
+        if str(cell["status"].values) not in USABLE_STATUSES:
             continue
         closest = cell[f"min_rel_dist_{target}"]
         ks = closest["k"].values[np.isfinite(closest.values)][:max_k]
@@ -1198,7 +1196,7 @@ def _separation(phase: xr.Dataset, bounds: xr.Dataset | None, n_pairs: int) -> x
     def every(data: xr.DataArray) -> xr.DataArray:
         return data.min([d for d in data.dims if d not in keep])
 
-    crossings = two["t_measured"].where(two["status"].isin(OK_STATUSES))
+    crossings = two["t_measured"].where(two["status"].isin(USABLE_STATUSES))
     measured = _pair_separation(_at_fraction(crossings, 1 - f), _at_fraction(crossings, f))
     upper = _at_fraction(two["t_plus"], 1 - f)
     lower = _at_fraction(two["t_minus"], f).shift(component=-1)

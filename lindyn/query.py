@@ -15,10 +15,10 @@ configuration and code.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -26,45 +26,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lindyn.paths import AGGREGATES, aggregate_kind, aggregate_path, stats_path
+from lindyn.paths import AGGREGATES, QUERY_COLUMNS, aggregate_kind, aggregate_path, stats_path
 from lindyn.provenance import code_hash, git_commit
 from lindyn.store import STATS_KIND, open_store
 
 __all__ = ["open_results", "query_main", "query_table", "stale_runs"]
-
-# What each `lindyn query` table shows.
-COLUMNS = {
-    "phase": (
-        "phase_times",
-        [
-            "t_measured",
-            "t_flow",
-            "t_asymptotic",
-            "t_minus",
-            "t_plus",
-            "rel_error_flow",
-            "rel_error_asymptotic",
-            "in_bracket",
-            "status",
-        ],
-    ),
-    "bounds": (
-        "bounds",
-        ["max_violation", "bracket_ratio", "in_bracket", "separated", "eigengap_margin", "status"],
-    ),
-    "path": (
-        "path",
-        [
-            "min_rel_dist_seq",
-            "window_start_seq",
-            "window_end_seq",
-            "min_rel_dist_rrr",
-            "window_start_rrr",
-            "window_end_rrr",
-            "status",
-        ],
-    ),
-}
 
 
 def _identity(results: Path, dataset: str) -> dict[str, Any]:
@@ -173,7 +139,7 @@ def query_table(
         return _eps_table(results, datasets)
     if table == "runs":
         return stale_runs(results, datasets=datasets)
-    name, columns = COLUMNS[table]
+    name, columns = QUERY_COLUMNS[table]
     frames = []
     for dataset in _datasets(results):
         if (datasets and dataset not in datasets) or not aggregate_path(
@@ -195,42 +161,42 @@ def query_table(
     return pd.concat(frames, ignore_index=True)
 
 
-def _stats_attrs(results: str | Path, dataset: str) -> dict[str, Any]:
-    """The attributes of a dataset's statistics store, after verifying every byte of it."""
-    store = open_store(
+def _stats_store(results: str | Path, dataset: str) -> xr.Dataset:
+    """A dataset's statistics store, after verifying every byte of it."""
+    return open_store(
         stats_path(results, dataset),
         "statistics",
         kind=STATS_KIND,
         required=("dataset_meta", "stats_hash"),
         expected={"dataset": dataset},
     )
-    return store.attrs
+
+
+def _stats_attrs(results: str | Path, dataset: str) -> dict[str, Any]:
+    return _stats_store(results, dataset).attrs
 
 
 def _eps_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
-    rows = []
-    for store in sorted((results / "datasets").glob("*.zarr.zip")):
-        dataset = store.name.removesuffix(".zarr.zip")
-        if datasets and dataset not in datasets:
-            continue
-        meta = json.loads(_stats_attrs(results, dataset)["dataset_meta"])
-        by = meta.get("eps_by_centring", {})
-        rows.append(
-            {
-                "dataset": dataset,
-                "loader": meta.get("loader"),
-                "center": meta.get("center"),
-                "eps_a1_raw": by.get("raw", {}).get("eps_a1"),
-                "eps_iso_raw": by.get("raw", {}).get("eps_iso"),
-                "eps_a1_centred": by.get("centred", {}).get("eps_a1"),
-                "eps_iso_centred": by.get("centred", {}).get("eps_iso"),
-            }
-        )
-    return pd.DataFrame(rows)
+    """Table 1 (:func:`lindyn.report.measures.eps_table`): one row per dataset."""
+    from lindyn.report.loading import DatasetResults
+    from lindyn.report.measures import eps_table
 
-
-# The configuration keys that change what a block computes (its `settings` attribute).
-SETTINGS = ("max_steps", "log_density", "tol", "max_components", "budget", "budget_margin", "stop")
+    names = [
+        store.name.removesuffix(".zarr.zip")
+        for store in sorted((results / "datasets").glob("*.zarr.zip"))
+    ]
+    stores = {
+        name: DatasetResults(name, _stats_store(results, name))
+        for name in names
+        if not datasets or name in datasets
+    }
+    if not stores:
+        return pd.DataFrame()
+    table = eps_table(stores).to_dataframe().unstack("centring")
+    table.columns = [f"{eps}_{centring}" for eps, centring in table.columns]
+    table.insert(0, "loader", [res.loader for res in stores.values()])
+    table.insert(1, "center", [res.meta.get("center") for res in stores.values()])
+    return table.reset_index()
 
 
 def _differs(stored: Any, configured: Any) -> bool:
@@ -256,7 +222,8 @@ def stale_runs(
     results : path-like
         The results directory.
     config : mapping, optional
-        The pipeline configuration (default: ``config.yaml`` beside ``results``).
+        The pipeline configuration, checked and completed by
+        :func:`lindyn.config.validated` (default: ``config.yaml`` beside ``results``).
     datasets : list of str, optional
         Only these datasets.
 
@@ -269,30 +236,28 @@ def stale_runs(
         names in the configuration's grid (e.g. another block copied onto it), is
         one row of status ``unusable`` whose ``why`` names the problem.
     """
-    import yaml
-
     from lindyn import __version__
     from lindyn.blocks import plan_blocks
+    from lindyn.config import default, load_config, validated
     from lindyn.store import StoreError, open_block
-    from lindyn.sweeps import sweep
+    from lindyn.sweeps import RunSettings
 
     results = Path(results)
     if config is None:
         config_path = results.resolve().parent / "config.yaml"
-        config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
-    settings = {key: config[key] for key in SETTINGS if key in config}
-    # What a block made before a setting existed ran with: lindyn.sweep's default.
-    defaults = {
-        key: parameter.default
-        for key, parameter in inspect.signature(sweep).parameters.items()
-        if key in SETTINGS
-    }
+        config = load_config(config_path) if config_path.exists() else {}
+    elif config:
+        config = validated(config)
+    # The configuration keys that change what a block computes (its `settings` attribute),
+    # and what a block made before a setting existed ran with: the setting's default.
+    defaults = {field.name: default(field.name) for field in fields(RunSettings)}
+    settings = {key: config[key] for key in defaults if key in config}
     commit = git_commit()
     current_code = code_hash()
     hashes: dict[str, str | None] = {}
     planned = {
         dataset: {block.name: block for block in plan_blocks(config, dataset)}
-        for dataset in (config.get("datasets", {}) if "grid" in config else {})
+        for dataset in (config["datasets"] if config else {})
     }
     frames = []
     for store in sorted((results / "blocks").glob("*/*.zarr.zip")):

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lindyn.config import default
 from lindyn.flow import flow_crossing_time
 from lindyn.theory import crossing_bracket, eigengap_condition, separation
 
@@ -41,8 +42,8 @@ __all__ = [
     "step_budget",
 ]
 
-BUDGET_MARGIN = 1.5
-"""Default factor between a run's step budget and the crossings it must cover."""
+BUDGET_MARGIN: float = default("budget_margin")
+"""Default factor on the theory's step budget: config ``budget_margin``'s default."""
 # The report's criteria (lindyn.report.rules, "Sequential learning").
 _NEXT, _HALF, _FULL = 0.1, 0.5, 0.9
 # e^{−Lδ} underflows beyond Lδ = this (≈ 708): no representable init is smaller.

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from lindyn.theory import order_by_s_and_rrr
+
 __all__ = ["Stats", "complement_basis", "dataset_stats", "eps_a1", "eps_iso"]
 
 # Relative threshold under which a singular value of Σxy counts as zero.
@@ -102,17 +104,15 @@ class Stats:
 
     @property
     def order_rrr(self) -> np.ndarray:
-        """Component indices (0-based) sorted by decreasing ``s_i²/λ_i``."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = np.where(self.lam > 0, self.s**2 / self.lam, 0.0)
-        return np.argsort(-score, kind="stable")
+        """Component indices (0-based) sorted by decreasing ``s_i²/λ_i``
+        (:func:`lindyn.theory.order_by_s_and_rrr`)."""
+        return order_by_s_and_rrr(self.s, self.lam)[1]
 
     @property
     def orders_agree(self) -> np.ndarray:
         """For each ``k = 1..m``, whether the top-``k`` components by ``s_i`` and
         by ``s_i²/λ_i`` are the same set (then ``W_k^seq = W_k^RRR`` under ε = 0)."""
-        order = self.order_rrr
-        return np.array([set(order[:k].tolist()) == set(range(k)) for k in range(1, self.m + 1)])
+        return order_by_s_and_rrr(self.s, self.lam)[2]
 
     @property
     def stats_hash(self) -> str:

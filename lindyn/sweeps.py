@@ -12,7 +12,7 @@ installed), which advances them side by side. Each run stops on its own:
 * **diverged** when the loss is not finite or exceeds ``DIVERGENCE_FACTOR``
   times ``max(ℒ(0), tr(YᵀY)/n, 1)``, at the step where it happens;
 * with ``stop="crossings"``, **crossed** at the first step at which every tracked
-  component has crossed ``0.9·ρ_i`` (the largest of :data:`FRACTIONS`) and the loss
+  component has crossed ``0.9·ρ_i`` (the largest of :data:`lindyn.runs.FRACTIONS`) and the loss
   is at most ``ℒ(0)`` (a diverging run's swings cross thresholds too);
 * **max_steps** at its step budget otherwise: ``max_steps`` for every run, or with
   ``budget="theory"`` a budget per cell from the theory
@@ -26,7 +26,7 @@ A stopped run is dropped from its engine (the others are repacked bit for bit),
 so it stops costing work and never disturbs the runs beside it.
 
 From every step the sweep keeps, per run, the exact first step at which
-``u_i ≥ f·ρ_i`` for ``f`` in :data:`FRACTIONS` and, at depth 2, the largest
+``u_i ≥ f·ρ_i`` for ``f`` in :data:`lindyn.runs.FRACTIONS` and, at depth 2, the largest
 violation of Theorem 3's envelopes (relative to ``ρ_i``); at the logged steps
 (:func:`lindyn.gd.log_schedule`) it keeps ``u``, the loss, the singular values
 of ``W(t)``, its distances to ``W_k^seq`` and ``W_k^RRR`` and, for data with a
@@ -48,20 +48,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lindyn import theory
+from lindyn.config import allowed, default
 from lindyn.engines import make_engine
 from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule
 from lindyn.init import INIT_MODES, init_layers
-from lindyn.regime import BUDGET_MARGIN, step_budget
+from lindyn.regime import step_budget
+from lindyn.runs import FRACTIONS
 from lindyn.stats import Stats
 
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["BUDGETS", "FRACTIONS", "STOPS", "RunSettings", "simulate", "sweep"]
+__all__ = ["BUDGETS", "STOPS", "RunSettings", "simulate", "sweep"]
 
-FRACTIONS = (0.1, 0.5, 0.9)
-BUDGETS = ("fixed", "theory")
-STOPS = ("converged", "crossings")
+BUDGETS = allowed("budget")
+STOPS = allowed("stop")
 # Longest stretch of steps between two checks of the stopping rules.
 CHUNK = 256
 
@@ -90,13 +91,13 @@ class RunSettings:
         once every tracked component has crossed ``0.9·ρ_i``.
     """
 
-    max_steps: int = 10_000
-    log_density: int = 20
-    tol: float = 1e-8
-    max_components: int = 32
-    budget: str = "fixed"
-    budget_margin: float = BUDGET_MARGIN
-    stop: str = "converged"
+    max_steps: int = default("max_steps")
+    log_density: int = default("log_density")
+    tol: float = default("tol")
+    max_components: int = default("max_components")
+    budget: str = default("budget")
+    budget_margin: float = default("budget_margin")
+    stop: str = default("stop")
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid setting."""
@@ -106,10 +107,10 @@ class RunSettings:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (np.isfinite(self.tol) and self.tol > 0):
             raise ValueError(f"tol must be a finite number > 0, got {self.tol!r}")
-        for name, allowed in (("budget", BUDGETS), ("stop", STOPS)):
-            if getattr(self, name) not in allowed:
+        for name, choices in (("budget", BUDGETS), ("stop", STOPS)):
+            if getattr(self, name) not in choices:
                 raise ValueError(
-                    f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
+                    f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}"
                 )
         if not (np.isfinite(self.budget_margin) and self.budget_margin >= 1):
             raise ValueError(
@@ -385,13 +386,13 @@ def sweep(
     seeds: int | Sequence[int] = (0,),
     width: int | None = None,
     *,
-    max_steps: int = 10_000,
-    log_density: int = 20,
-    tol: float = 1e-8,
-    max_components: int = 32,
-    budget: str = "fixed",
-    budget_margin: float = BUDGET_MARGIN,
-    stop: str = "converged",
+    max_steps: int = RunSettings.max_steps,
+    log_density: int = RunSettings.log_density,
+    tol: float = RunSettings.tol,
+    max_components: int = RunSettings.max_components,
+    budget: str = RunSettings.budget,
+    budget_margin: float = RunSettings.budget_margin,
+    stop: str = RunSettings.stop,
     kernel: str = "auto",
     progress: bool | None = None,
     dataset: str | None = None,

@@ -482,8 +482,8 @@ def order_by_s_and_rrr(
     Parameters
     ----------
     s, lam : array_like
-        Singular values and variances (``λ > 0``), components along the last
-        axis.
+        Singular values and variances, components along the last axis; a
+        component of zero variance (then ``s = 0``) scores ``s²/λ = 0``.
 
     Returns
     -------
@@ -496,7 +496,9 @@ def order_by_s_and_rrr(
     """
     s, lam = _floats(s, lam)
     order_s = np.argsort(-s, axis=-1, kind="stable")
-    order_rrr = np.argsort(-(s**2 / lam), axis=-1, kind="stable")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(lam > 0, s**2 / lam, 0.0)
+    order_rrr = np.argsort(-score, axis=-1, kind="stable")
     rank_rrr = np.argsort(order_rrr, axis=-1)
     # The first k by s are the top k by s²/λ iff their largest RRR rank is k-1.
     worst_rank = np.maximum.accumulate(np.take_along_axis(rank_rrr, order_s, -1), axis=-1)

@@ -1,8 +1,8 @@
 """Bad configuration is refused before any job runs, with a message naming key, value, rule.
 
-Property tests call the two checks the workflow runs, in-process: Snakemake's
-``validate`` against ``workflow/schemas/config.schema.yaml``, then
-``lindyn.config.check_config``. Valid configurations (generated) must pass and
+Property tests call what the workflow runs, in-process: ``lindyn.config.validated``
+(Snakemake's ``validate`` against ``workflow/schemas/config.schema.yaml``, then
+``lindyn.config.check_config``). Valid configurations (generated) must pass and
 give unique, well-formed run paths; invalid ones (a valid configuration with one
 generated defect) must be refused with a message that names the key and the
 value. A few cases go through the real ``snakemake -n``.
@@ -17,18 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from conftest import REPO, TINY_CONFIG, make_workdir, record_reliability, run_snakemake
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
-from lindyn.config import ConfigError, check_config, config_error_message, grid_cells
+from lindyn.config import ConfigError, grid_cells, validated
 
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-SCHEMA_DICT = yaml.safe_load(SCHEMA.read_text())
 COMMON = (REPO / "workflow/rules/common.smk").read_text()
 # The wildcard constraints of the workflow, read from common.smk.
 CONSTRAINTS = dict(re.findall(r'^\s+(\w+)=r"([^"]+)",$', COMMON, re.MULTILINE))
@@ -40,15 +35,13 @@ SETTINGS = settings(
 
 
 def refusal(config: dict) -> str | None:
-    """The workflow's verdict on ``config``: None if accepted, else the user's message.
-
-    Any exception other than the two the workflow turns into a message is a bug.
+    """The workflow's verdict on ``config`` (:func:`lindyn.config.validated`): None if
+    accepted, else the user's message. Any other exception is a bug.
     """
     try:
-        validate(config, str(SCHEMA))
-        check_config(config)
-    except (WorkflowError, ConfigError) as err:
-        return config_error_message(err, config, SCHEMA_DICT)
+        validated(config)
+    except ConfigError as err:
+        return str(err)
     return None
 
 
@@ -170,6 +163,7 @@ def test_every_valid_configuration_is_accepted(config, npz_file):
     config = _with_npz(copy.deepcopy(config), npz_file)
     record_reliability("valid configurations accepted (in-process)")
     assert refusal(config) is None
+    config = validated(config)
     # Defaults filled in, integers normalised, and every cell in exactly one block, whose
     # store has its own path matching the rule's wildcard constraints.
     assert config["tol"] > 0 and config["max_components"] >= 1
@@ -383,6 +377,7 @@ def test_integral_floats_are_integers():
     config = copy.deepcopy(TINY_CONFIG)
     config["width"], config["grid"]["depth"] = 3.0, [1.0, 2]
     assert refusal(config) is None
+    config = validated(config)
     assert config["width"] == 3 and type(config["width"]) is int
     assert [type(d) for d in config["grid"]["depth"]] == [int, int]
 

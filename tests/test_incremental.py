@@ -16,6 +16,7 @@ from conftest import TINY_CONFIG, run_snakemake
 import lindyn
 from lindyn import provenance, query
 from lindyn.blocks import plan_blocks, scheduled_cells
+from lindyn.config import validated
 from lindyn.store import open_block, open_store
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,7 @@ def planned_jobs(workdir) -> tuple[dict[str, int], int]:
 
 
 def grid_size(config) -> int:
+    config = validated(config)
     return sum(block.cells for name in config["datasets"] for block in plan_blocks(config, name))
 
 

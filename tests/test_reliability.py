@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import errno
 import gzip
 import io
@@ -61,6 +60,7 @@ from lindyn import query, report
 from lindyn.aggregate import aggregate, combine_blocks
 from lindyn.blocks import Block, block_path, plan_blocks
 from lindyn.cli import main as lindyn_main
+from lindyn.config import validated
 from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path
 from lindyn.store import (
     StoreError,
@@ -92,7 +92,7 @@ CONFIG = {
     "aggregate": {"workers": 1},
 }
 SETTINGS = {k: CONFIG[k] for k in ("max_steps", "log_density", "tol", "max_components")}
-BLOCKS = plan_blocks(copy.deepcopy(CONFIG), "commuting")
+BLOCKS = plan_blocks(validated(CONFIG), "commuting")
 N_CELLS = sum(block.cells for block in BLOCKS)
 CELL_DIMS = ("depth", "eta", "delta", "seed")
 # Explicit targets: the stores only (figures and the report have their own tests).

@@ -42,6 +42,7 @@ import xarray as xr
 import yaml
 
 from lindyn.blocks import block_path, plan_blocks
+from lindyn.config import validated
 from lindyn.paths import AGGREGATES, aggregate_path
 from lindyn.report.figures import FIGURES
 from lindyn.store import open_block, open_store
@@ -87,7 +88,7 @@ CONFIG = {
     # dataset_stats goes to Slurm too, so that its failure is a failed Slurm job
     "cluster": {"localrules": []},
 }
-BLOCKS = {name: plan_blocks(CONFIG, name) for name in CONFIG["datasets"]}
+BLOCKS = {name: plan_blocks(validated(CONFIG), name) for name in CONFIG["datasets"]}
 CELLS = {name: sum(block.cells for block in blocks) for name, blocks in BLOCKS.items()}
 SECOND_RUN_LOCALRULES = ("dataset_stats", "aggregate")
 

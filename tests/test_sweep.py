@@ -30,8 +30,9 @@ from lindyn.engines import make_engine
 from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule, naive_gd
 from lindyn.init import init_layers
 from lindyn.regime import step_budget
+from lindyn.runs import FRACTIONS
 from lindyn.stats import dataset_stats
-from lindyn.sweeps import FRACTIONS, simulate, sweep
+from lindyn.sweeps import simulate, sweep
 
 RTOL = 1e-10  # "same iterates" in float64
 STEPS = 40

@@ -13,6 +13,7 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, run_snakemake
 
 from lindyn import theory
 from lindyn.blocks import block_path, plan_blocks, scheduled_cells
+from lindyn.config import validated
 from lindyn.store import open_block, open_store, read_stats
 from lindyn.sweeps import sweep
 
@@ -24,7 +25,7 @@ CELL_DIMS = ("depth", "eta", "delta", "seed")
 def test_every_block_has_a_complete_store(tiny_pipeline):
     results = tiny_pipeline / "results"
     for dataset in TINY_CONFIG["datasets"]:
-        blocks = plan_blocks(TINY_CONFIG, dataset)
+        blocks = plan_blocks(validated(TINY_CONFIG), dataset)
         assert sum(block.cells for block in blocks) == 2 * 2 * 2 * (1 + 1)
         for block in blocks:
             ds = open_block(tiny_pipeline / block_path(block), block.expected())
@@ -42,7 +43,7 @@ def test_every_block_has_a_complete_store(tiny_pipeline):
 def test_block_equals_the_library_sweep(tiny_pipeline):
     """A block job runs exactly what `lindyn.sweep` returns in a notebook."""
     stats = read_stats(tiny_pipeline / "results/datasets/digits.zarr.zip")
-    (block,) = [b for b in plan_blocks(TINY_CONFIG, "digits") if b.init == "random"]
+    (block,) = [b for b in plan_blocks(validated(TINY_CONFIG), "digits") if b.init == "random"]
     stored = open_block(tiny_pipeline / block_path(block)).load()
     again = sweep(
         stats,
@@ -73,7 +74,7 @@ def test_statistics_store(tiny_pipeline):
 def test_aggregate_equals_block_stores(tiny_pipeline):
     agg = open_store(tiny_pipeline / "results/aggregate/digits/trajectories.zarr.zip", "aggregated")
     assert {"depth", "width", "eta", "delta", "init", "seed"} <= set(agg.dims)
-    for block in plan_blocks(TINY_CONFIG, "digits"):
+    for block in plan_blocks(validated(TINY_CONFIG), "digits"):
         stored = open_block(tiny_pipeline / block_path(block)).load()
         sel = agg.sel(init=block.init, width=block.width, depth=list(block.depth))
         sel = sel.sel(eta=list(block.eta), delta=list(block.delta))

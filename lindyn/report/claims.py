@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from lindyn import theory
 from lindyn.report import measures as m
 from lindyn.report import regimes
 from lindyn.report.format import fmt, ks
-from lindyn.report.loading import OK_STATUSES, DatasetResults
+from lindyn.report.loading import DatasetResults
 from lindyn.report.rules import (
     EPS_ZERO,
     RULES,
@@ -35,6 +36,7 @@ from lindyn.report.rules import (
     judge,
     regime_verdict,
 )
+from lindyn.runs import USABLE_STATUSES
 
 __all__ = ["BUILDERS", "Claim", "Context", "claims"]
 
@@ -363,7 +365,7 @@ def _path_evidence(ctx: Context, target: str, tolerance: float, measured: Any) -
     inner, visited, _ = m.path_visits(ctx.res, 2, target, ref, tolerance)
     one = ""
     if m.has(ctx.res.path, depth=1) and m.status_of(ctx.res.path, {**ref, "depth": 1}) in (
-        OK_STATUSES
+        USABLE_STATUSES
     ):
         _, one_visited, one_values = m.path_visits(ctx.res, 1, target, ref, tolerance)
         one = (
@@ -384,11 +386,8 @@ def table1(ctx: Context, centring: str) -> Claim:
     rule = RULES["Table 1: ε_A1 ≪ ε_iso"]
     name = f"{rule.claim} ({centring})"
     res = ctx.res
-    entry = res.meta.get("eps_by_centring", {}).get(centring, {})
-    a1, iso = float(entry.get("eps_a1", math.nan)), float(entry.get("eps_iso", math.nan))
+    a1, iso = m.eps_by_centring(res)[centring]
     own = "centred" if res.meta.get("center") else "raw"
-    if not entry and centring == own:
-        a1, iso = res.eps_a1, res.eps_iso
     if not (math.isfinite(a1) and math.isfinite(iso) and iso > 0):
         return _not_applicable(rule, ctx, f"no {centring} ε in the statistics store", name)
     ratio = a1 / iso
@@ -428,7 +427,7 @@ def denoising(ctx: Context) -> Claim:
     e2, t2 = _best_recon(traj, ref)
     cell1 = {**ref, "depth": 1}
     status1 = m.status_of(traj, cell1)
-    e1, t1 = _best_recon(traj, cell1) if status1 in OK_STATUSES else (math.nan, math.nan)
+    e1, t1 = _best_recon(traj, cell1) if status1 in USABLE_STATUSES else (math.nan, math.nan)
     ratio = e2 / e1 if math.isfinite(e1) and e1 > 0 else math.nan
     agreement = judge(
         rule, ratio, eps=ctx.eps, measured=ratio, predicted=1.0, reason=f"depth-1 run {status1}"
@@ -453,10 +452,10 @@ BUILDERS: tuple[Callable[[Context], Claim], ...] = (
     theorem3,
     bracket,
     eigengaps,
-    lambda ctx: path(ctx, "seq"),
-    lambda ctx: path(ctx, "rrr"),
-    lambda ctx: table1(ctx, "raw"),
-    lambda ctx: table1(ctx, "centred"),
+    partial(path, target="seq"),
+    partial(path, target="rrr"),
+    partial(table1, centring="raw"),
+    partial(table1, centring="centred"),
     denoising,
 )
 

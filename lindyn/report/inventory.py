@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lindyn.report.format import fmt, md_table
-from lindyn.report.loading import OK_STATUSES, DatasetResults
+from lindyn.report.loading import DatasetResults
+from lindyn.runs import MISSING, STATUSES, USABLE_STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["provenance_section", "run_inventory", "runs_section"]
 
 _CELL = ["depth", "width", "eta", "delta", "init", "seed"]
-_STATUSES = (*OK_STATUSES, "diverged", "missing")
+_STATUSES = (*STATUSES, MISSING)
 
 
 def run_inventory(
@@ -44,7 +45,7 @@ def run_inventory(
         expected = _expected_cells(res, config, frame)
         if expected is not None:
             frame = expected.merge(frame, on=_CELL, how="left")
-            frame["status"] = frame["status"].fillna("missing")
+            frame["status"] = frame["status"].fillna(MISSING)
         frame.insert(0, "dataset", res.name)
         frames.append(frame)
     if not frames:
@@ -57,7 +58,7 @@ def _expected_cells(
 ) -> pd.DataFrame | None:
     import pandas as pd
 
-    if config is not None and res.name in config.get("datasets", {}):
+    if config is not None and res.name in config["datasets"]:
         from lindyn.config import grid_cells
 
         cells = pd.DataFrame(grid_cells(config, res.name))
@@ -77,7 +78,7 @@ def runs_section(inventory: pd.DataFrame, problems: Sequence[str], limit: int = 
     lines = ["## Runs excluded or incomplete", ""]
     if inventory.empty:
         return [*lines, "_No run inventory (no aggregated store)._", ""]
-    bad = inventory[~inventory["status"].isin(OK_STATUSES)]
+    bad = inventory[~inventory["status"].isin(USABLE_STATUSES)]
     budget = inventory[inventory["status"] == "max_steps"]
     lines += [
         f"{len(bad)} run(s) diverged or are missing: they are excluded from every statistic "

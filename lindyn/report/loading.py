@@ -15,16 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lindyn.aggregate import GRID_DIMS
-from lindyn.aggregate import USABLE_STATUSES as OK_STATUSES
 from lindyn.paths import AGGREGATES, aggregate_kind, aggregate_path, stats_path
+from lindyn.runs import GRID_DIMS
 
 if TYPE_CHECKING:
     import xarray as xr
 
 __all__ = [
     "GRID_DIMS",
-    "OK_STATUSES",
     "DatasetResults",
     "aggregate_paths",
     "load_dataset",
@@ -66,10 +64,7 @@ class DatasetResults:
         """The dataset's metadata (loader, centring, ε by centring), {} if unknown."""
         if self.stats is None:
             return {}
-        try:
-            return json.loads(self.stats.attrs.get("dataset_meta", "{}"))
-        except (TypeError, ValueError):
-            return {}
+        return json.loads(self.stats.attrs["dataset_meta"])
 
     @property
     def loader(self) -> str:
@@ -90,12 +85,7 @@ class DatasetResults:
 
 
 def _scalar(ds: xr.Dataset | None, name: str) -> float:
-    if ds is None or name not in ds:
-        return math.nan
-    try:
-        return float(ds[name].values)
-    except (TypeError, ValueError):
-        return math.nan
+    return math.nan if ds is None or name not in ds else float(ds[name].values)
 
 
 def aggregate_paths(results: str | os.PathLike, dataset: str) -> dict[str, Path]:

@@ -27,9 +27,10 @@ from lindyn.report.claims import Claim, claims
 from lindyn.report.figures import FIGURES
 from lindyn.report.format import md_table
 from lindyn.report.inventory import provenance_section, run_inventory, runs_section
-from lindyn.report.loading import OK_STATUSES, load_results
+from lindyn.report.loading import load_results
 from lindyn.report.measures import eps_table
 from lindyn.report.rules import AGREEMENT_KINDS, EPS_ZERO, REGIME_KINDS, RULES
+from lindyn.runs import USABLE_STATUSES
 from lindyn.store import write_atomically
 
 __all__ = ["build_report", "claims_section"]
@@ -81,7 +82,7 @@ def claims_section(rows: Sequence[Claim], link: Any = str) -> list[str]:
         "",
         "### How verdicts are computed",
         "",
-        "Usable runs only (status " + ", ".join(f"`{s}`" for s in OK_STATUSES) + "); "
+        "Usable runs only (status " + ", ".join(f"`{s}`" for s in USABLE_STATUSES) + "); "
         f"ε = 0 means ε_A1 ≤ {EPS_ZERO:g}. The agreement number and its prose are one value.",
         "",
         *[f"- **{rule.claim}**: {rule.text()}" for rule in RULES.values()],
@@ -124,7 +125,7 @@ def build_report(
     results = load_results(results_dir, datasets)
     problems = [p for r in results.values() for p in r.problems]
     inventory = run_inventory(results, config)
-    rows = claims(results, max_steps=config.get("max_steps") if config else None)
+    rows = claims(results, max_steps=config["max_steps"] if config else None)
 
     def link(stem: str) -> str:
         return _link(stem, figures_dir, out.parent) if stem else ""
@@ -150,7 +151,7 @@ def build_report(
         "e^{−δ}, the product at e^{−Lδ}; THEORY §10), so transitions sit at "
         "t/τ_L(δ) = 1/s_i (the paper's per-product δ puts them at 1/(2s_i)). ε are "
         "ratios of Frobenius norms, not squared. Usable runs: status "
-        + ", ".join(f"`{s}`" for s in OK_STATUSES)
+        + ", ".join(f"`{s}`" for s in USABLE_STATUSES)
         + ".",
         "",
         *claims_section(rows, link),

@@ -2,7 +2,7 @@
 
 Every function takes the loaded stores (:class:`~lindyn.report.loading.DatasetResults`
 or one of its datasets) and returns arrays or numbers; none decides a verdict.
-Unusable runs (status not in :data:`~lindyn.report.loading.OK_STATUSES`) are
+Unusable runs (status not in :data:`~lindyn.runs.USABLE_STATUSES`) are
 masked; NaN (a crossing never reached, a bound that does not apply) is skipped
 by every reduction here, never turned into a boolean.
 """
@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from lindyn.report.loading import OK_STATUSES, DatasetResults
+from lindyn.report.loading import DatasetResults
+from lindyn.runs import FRACTIONS, MISSING, USABLE_STATUSES
 
 if TYPE_CHECKING:
     import xarray as xr
 
 __all__ = [
+    "CENTRINGS",
     "CrossingCount",
     "EigengapFractions",
     "aligned",
@@ -28,6 +30,7 @@ __all__ = [
     "crossing_count",
     "crossings",
     "eigengap_fractions",
+    "eps_by_centring",
     "eps_table",
     "epsilon_zero_deviation",
     "epsilon_zero_path",
@@ -47,8 +50,6 @@ __all__ = [
     "target_norms",
     "usable",
 ]
-
-FRACTIONS = (0.1, 0.5, 0.9)
 
 
 # ------------------------------------------------------------------ reductions over finite values
@@ -87,7 +88,7 @@ def count(da: xr.DataArray | np.ndarray) -> int:
 
 def usable(ds: xr.Dataset) -> xr.DataArray:
     """Runs whose measurements count."""
-    return ds["status"].isin(list(OK_STATUSES))
+    return ds["status"].isin(list(USABLE_STATUSES))
 
 
 def has(ds: xr.Dataset | None, **coords: Any) -> bool:
@@ -103,7 +104,7 @@ def status_of(ds: xr.Dataset, cell: Mapping[str, Any]) -> str:
     try:
         return str(status.sel({d: v for d, v in cell.items() if d in status.dims}).values)
     except KeyError:
-        return "missing"
+        return MISSING
 
 
 def reference(ds: xr.Dataset | None, depth: int, init: str = "aligned") -> dict | None:
@@ -413,24 +414,38 @@ def target_norms(stats: xr.Dataset, k: Iterable[int]) -> xr.Dataset:
 # ------------------------------------------------------------------ Table 1
 
 
+CENTRINGS = ("raw", "centred")
+
+
+def eps_by_centring(res: DatasetResults) -> dict[str, tuple[float, float]]:
+    """``(ε_A1, ε_iso)`` of a dataset for each of :data:`CENTRINGS` (NaN if unknown).
+
+    From the statistics store's ``eps_by_centring`` metadata (``lindyn dataset``
+    computes both centrings), else only the store's own centring is known.
+    """
+    by = res.meta.get("eps_by_centring", {})
+    out = {
+        centring: (
+            float(by.get(centring, {}).get("eps_a1", math.nan)),
+            float(by.get(centring, {}).get("eps_iso", math.nan)),
+        )
+        for centring in CENTRINGS
+    }
+    if not by and res.stats is not None:
+        out["centred" if res.meta.get("center") else "raw"] = (res.eps_a1, res.eps_iso)
+    return out
+
+
 def eps_table(results: Mapping[str, DatasetResults]) -> xr.Dataset:
     """ε_A1 and ε_iso, raw and centred, with dims ``(dataset, centring)`` (NaN if unknown)."""
     import xarray as xr
 
-    names = list(results)
-    a1 = np.full((len(names), 2), np.nan)
-    iso = np.full((len(names), 2), np.nan)
-    for i, name in enumerate(names):
-        res = results[name]
-        by = res.meta.get("eps_by_centring", {})
-        for j, centring in enumerate(("raw", "centred")):
-            entry = by.get(centring, {})
-            a1[i, j] = entry.get("eps_a1", np.nan)
-            iso[i, j] = entry.get("eps_iso", np.nan)
-        if not by and res.stats is not None:  # only the store's own centring is known
-            j = 1 if res.meta.get("center") else 0
-            a1[i, j], iso[i, j] = res.eps_a1, res.eps_iso
+    values = np.array([list(eps_by_centring(res).values()) for res in results.values()])
+    values = values.reshape(len(results), len(CENTRINGS), 2)
     return xr.Dataset(
-        {"eps_a1": (("dataset", "centring"), a1), "eps_iso": (("dataset", "centring"), iso)},
-        coords={"dataset": names, "centring": ["raw", "centred"]},
+        {
+            "eps_a1": (("dataset", "centring"), values[..., 0]),
+            "eps_iso": (("dataset", "centring"), values[..., 1]),
+        },
+        coords={"dataset": list(results), "centring": list(CENTRINGS)},
     )

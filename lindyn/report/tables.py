@@ -16,8 +16,9 @@ import numpy as np
 from lindyn import theory
 from lindyn.report import measures as m
 from lindyn.report.format import fmt, ks, md_table
-from lindyn.report.loading import OK_STATUSES, DatasetResults
+from lindyn.report.loading import DatasetResults
 from lindyn.report.rules import RULES
+from lindyn.runs import USABLE_STATUSES
 
 __all__ = [
     "departure_table",
@@ -151,7 +152,7 @@ def _ok_seeds(ds, depth: int, ref: Mapping) -> list[int]:
     return [
         int(s)
         for s, st in zip(status["seed"].values, status.values, strict=True)
-        if str(st) in OK_STATUSES
+        if str(st) in USABLE_STATUSES
     ]
 
 

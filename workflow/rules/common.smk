@@ -4,30 +4,18 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
 from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path, csv_path
-from lindyn.config import (
-    ConfigError,
-    check_config,
-    config_error_message,
-    format_value,
-    grid_cells,
-)
+from lindyn.config import ConfigError, format_value, validated
 
 # Refuse a bad configuration before any job runs, with one line per problem naming
-# the key, the value and what is allowed (no Python traceback).
-CONFIG_SCHEMA = "../schemas/config.schema.yaml"
+# the key, the value and what is allowed (no Python traceback). Snakemake's validate,
+# against workflow/schemas/config.schema.yaml (lindyn.config), fills in every default.
 try:
-    validate(config, CONFIG_SCHEMA)
-    check_config(config)
-except (WorkflowError, ConfigError) as err:
-    raise WorkflowError(
-        config_error_message(
-            err, config, workflow.source_path(CONFIG_SCHEMA)  # every schema violation
-        )
-    ) from None
+    config.update(validated(config))
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 # Jobs run `python -m lindyn` with the interpreter that runs Snakemake (the
 # project's virtual environment), without naming it in any rule's params.
