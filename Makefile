@@ -22,10 +22,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
+# The last line is `snakemake --lint`, less the one lint the workflow keeps: its rules
+# declare no conda environment (README, "The two commands").
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lindyn tests benchmarks workflow/scripts
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
-	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/python -m pytest -q tests/test_workflow.py -k lint
 
 clean-results:
 	rm -rf results/* .snakemake && touch results/.gitkeep

@@ -2,8 +2,6 @@
 # The rules live in workflow/rules/; this file only sets things up.
 from snakemake.utils import min_version
 
-from lindyn.report.figures import FIGURES
-
 min_version("9.0")
 
 
@@ -23,9 +21,9 @@ include: "workflow/rules/report.smk"
 # jobs. config `cluster.localrules` adds more. `all` runs nothing and is always local.
 workflow.localrules(
     "report",
-    *(f"figure_{name}" for name, _, _ in FIGURES.values()),
+    *FIGURE_RULES.values(),
     *(["aggregate"] if config["aggregate"]["cluster"] == "slurm" else []),
-    *config.get("cluster", {}).get("localrules", []),
+    *config["cluster"]["localrules"],
 )
 
 

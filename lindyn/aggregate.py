@@ -415,8 +415,11 @@ def _status_counts(status: np.ndarray) -> dict[str, int]:
 
 def _table(ds: xr.Dataset, path: Path) -> None:
     frame = ds.drop_vars([v for v in ds.data_vars if ds[v].dtype == object and v != "status"])
-    frame = frame.to_dataframe().dropna(
-        how="all", subset=[v for v in frame.data_vars if v != "status"]
+    frame = frame.to_dataframe()
+    # Rows of runs only: a boolean column (e.g. `applicable`) is never NaN, so cells of the
+    # grid that are not runs are dropped by their status, not by dropna alone.
+    frame = frame[frame["status"] != MISSING].dropna(
+        how="all", subset=[v for v in frame.columns if v != "status"]
     )
     # Flat columns: pandas writes a MultiIndex row by row, minutes for 10⁶ rows.
     write_atomically(path, lambda tmp: frame.reset_index().to_csv(tmp, index=False))

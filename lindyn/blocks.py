@@ -22,12 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lindyn.config import format_value
+from lindyn.config import allowed, format_value
 
 __all__ = ["BLOCK_PATTERN", "Block", "block_path", "plan_blocks", "scheduled_cells"]
 
 # Wildcard constraint of a block's name (see Block.name).
-BLOCK_PATTERN = r"(aligned|random)_w\d+_L\d+_e\d+_d\d+(_s\d+)?"
+BLOCK_PATTERN = rf"({'|'.join(allowed('grid.init'))})_w\d+_L\d+_e\d+_d\d+(_s\d+)?"
 
 
 @dataclass(frozen=True)

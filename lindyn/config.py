@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DATASET_PATTERN",
     "SCHEMA_PATH",
     "ConfigError",
     "allowed",
@@ -111,6 +112,16 @@ def allowed(key: str) -> tuple[Any, ...]:
     """
     node = _property(key)
     return tuple(node["items"]["enum"] if node.get("type") == "array" else node["enum"])
+
+
+def _dataset_pattern() -> str:
+    pattern = _schema()["properties"]["datasets"]["propertyNames"]["pattern"]
+    return pattern.removeprefix("^").removesuffix("$")
+
+
+# What a dataset's name may be (the schema's ``propertyNames``), unanchored: the
+# workflow's ``dataset`` wildcard constraint.
+DATASET_PATTERN = _dataset_pattern()
 
 
 def describe(key: str) -> dict[str, Any]:

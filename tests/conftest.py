@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,89 @@ def pytest_collection_modifyitems(config, items):
     that question waits 10 s for a controller that is gone, in every later `snakemake`.
     """
     items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
+# A results directory made in this process, as the workflow's jobs make it (`lindyn
+# dataset`, one `lindyn sweep` per block, lindyn.aggregate.aggregate) but without
+# Snakemake: for the module tests of lindyn.aggregate and lindyn.query. Its largest step
+# makes ηs_1 > 2, so half of its runs diverge.
+IN_PROCESS_CONFIG = {
+    "datasets": {
+        "commuting": {"loader": "commuting", "options": {"d": 5, "p": 3, "n": 50, "seed": 2}}
+    },
+    "grid": {
+        "depth": [1, 2],
+        "eta": [0.1, 2.5],
+        "delta": [2.0, 3.0],
+        "init": ["aligned", "random"],
+        "seed": [0, 1],
+    },
+    "width": 3,
+    "max_steps": 1500,
+    "log_density": 10,
+    "tol": 1e-8,
+    "max_components": 8,
+    "blocks": {"depth": 1, "eta": 2, "delta": 2, "seed": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def in_process_results(tmp_path_factory) -> Path:
+    """IN_PROCESS_CONFIG's results directory, with ``config.yaml`` beside it."""
+    from lindyn.aggregate import aggregate
+    from lindyn.blocks import block_path, plan_blocks
+    from lindyn.cli import main
+    from lindyn.config import validated
+    from lindyn.paths import stats_path
+
+    root = tmp_path_factory.mktemp("in_process")
+    (root / "config.yaml").write_text(yaml.safe_dump(IN_PROCESS_CONFIG, sort_keys=False))
+    config = validated(IN_PROCESS_CONFIG)
+    results = root / "results"
+    for dataset, entry in config["datasets"].items():
+        stats = str(stats_path(results, dataset))
+        options = json.dumps(entry["options"])
+        assert (
+            main(
+                [
+                    "dataset",
+                    entry["loader"],
+                    "--options",
+                    options,
+                    "--label",
+                    dataset,
+                    "--out",
+                    stats,
+                ]
+            )
+            == 0
+        )
+        blocks = plan_blocks(config, dataset)
+        settings = [
+            f"--{key.replace('_', '-')}={config[key]}"
+            for key in ("max_steps", "log_density", "tol", "max_components")
+        ]
+        for block in blocks:
+            path = block_path(block, str(results))
+            arguments = block.sweep_arguments().split()
+            assert (
+                main(
+                    [
+                        "sweep",
+                        "--stats",
+                        stats,
+                        "--label",
+                        dataset,
+                        *arguments,
+                        *settings,
+                        "--out",
+                        path,
+                    ]
+                )
+                == 0
+            )
+        aggregate([(block_path(block, str(results)), block) for block in blocks], results)
+    return results
 
 
 @pytest.fixture(scope="session")

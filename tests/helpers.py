@@ -33,6 +33,16 @@ def commuting_problem(
     return X, Y, U, V
 
 
+def commuting_moments(
+    rng: np.random.Generator, d: int, p: int, lam: np.ndarray, s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """U, V, Σx = U diag(λ) Uᵀ and Σxy = U_m diag(s) V_mᵀ, without data: ε = 0 exactly."""
+    u, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    v, _ = np.linalg.qr(rng.standard_normal((p, p)))
+    m = len(s)
+    return u, v, u @ np.diag(lam) @ u.T, u[:, :m] @ np.diag(s) @ v[:, :m].T
+
+
 def relative(a: np.ndarray, b: np.ndarray) -> float:
     """Relative Frobenius distance ‖a − b‖/‖b‖."""
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))

@@ -17,16 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, TINY_CONFIG, make_workdir, record_reliability, run_snakemake
+from conftest import TINY_CONFIG, make_workdir, record_reliability, run_snakemake
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
-from lindyn.config import ConfigError, grid_cells, validated
+from lindyn.config import DATASET_PATTERN, ConfigError, grid_cells, validated
 
-COMMON = (REPO / "workflow/rules/common.smk").read_text()
-# The wildcard constraints of the workflow, read from common.smk.
-CONSTRAINTS = dict(re.findall(r'^\s+(\w+)=r"([^"]+)",$', COMMON, re.MULTILINE))
 SETTINGS = settings(
     max_examples=150,
     deadline=None,
@@ -170,7 +167,7 @@ def test_every_valid_configuration_is_accepted(config, npz_file):
     assert all(type(d) is int for d in config["grid"]["depth"])
     paths = []
     for name in config["datasets"]:
-        assert re.fullmatch(CONSTRAINTS["dataset"], name)
+        assert re.fullmatch(DATASET_PATTERN, name)
         blocks = plan_blocks(config, name)
         for block in blocks:
             assert re.fullmatch(BLOCK_PATTERN, block.name), block.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import commuting_moments
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad, solve_ivp
@@ -53,14 +54,6 @@ def log_quadrature_time(u, s, lam, depth, u0):
 
     value, _ = quad(integrand, np.log(u0), np.log(u), epsabs=0, epsrel=1e-13, limit=500)
     return value
-
-
-def commuting_problem(rng, d, p, lam, s):
-    """Σx = U diag(λ) Uᵀ and Σxy = U_m diag(s) V_mᵀ: ε = 0 exactly."""
-    u, _ = np.linalg.qr(rng.standard_normal((d, d)))
-    v, _ = np.linalg.qr(rng.standard_normal((p, p)))
-    m = len(s)
-    return u, v, u @ np.diag(lam) @ u.T, u[:, :m] @ np.diag(s) @ v[:, :m].T
 
 
 def aligned_layers(u, v, r, depth, delta):
@@ -178,7 +171,7 @@ def test_closed_forms_match_full_matrix_flow(depth):
     rng = np.random.default_rng(depth)
     lam = np.array([1.3, 0.9, 0.6, 1.1, 0.4])
     s = np.array([1.6, 1.0, 0.5])
-    u, v, sigma_x, sigma_xy = commuting_problem(rng, 5, 4, lam, s)
+    u, v, sigma_x, sigma_xy = commuting_moments(rng, 5, 4, lam, s)
     delta, r = 0.7, 3
     t = np.linspace(0, 2.5 * tau(max(depth, 2), delta) / s[-1], 12)
     w = flow_full(t, sigma_x, sigma_xy, aligned_layers(u, v, r, depth, delta))

@@ -20,9 +20,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from lindyn import plots
+from lindyn.runs import FRACTIONS
 
 RUN_DIMS = ("depth", "width", "eta", "delta", "init", "seed")
-FRACTIONS = [0.1, 0.5, 0.9]
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,7 @@ def _phase(s: list[float], rho: list[float], **grid_overrides) -> xr.Dataset:
     ``u(0) = e^{−2δ}``; depth 1 crosses at ``1/(η s)``.
     """
     grid = _grid(**grid_overrides)
-    coords = {**grid, "component": np.arange(1, len(s) + 1), "fraction": FRACTIONS}
+    coords = {**grid, "component": np.arange(1, len(s) + 1), "fraction": list(FRACTIONS)}
     da = {k: xr.DataArray(np.asarray(v), dims=k, coords={k: v}) for k, v in coords.items()}
     s_ = xr.DataArray(np.asarray(s), dims="component", coords={"component": coords["component"]})
     rho_ = s_.copy(data=np.asarray(rho))
@@ -248,7 +248,12 @@ def _autoencoder_run(delta: float, crossings: list[tuple[float, float, float]]) 
                 np.broadcast_to(np.asarray(crossings, dtype=float), [*shape, n, 3]),
             ),
         },
-        coords={**grid, "step": steps, "component": np.arange(1, n + 1), "fraction": FRACTIONS},
+        coords={
+            **grid,
+            "step": steps,
+            "component": np.arange(1, n + 1),
+            "fraction": list(FRACTIONS),
+        },
     )
 
 

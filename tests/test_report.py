@@ -21,6 +21,7 @@ from lindyn.paths import AGGREGATES, aggregate_path
 from lindyn.report import claims as claims_module
 from lindyn.report import figures, loading, measures, rules
 from lindyn.report.format import fmt, md_table
+from lindyn.runs import USABLE_STATUSES
 from lindyn.store import open_store, write_store
 
 CLAIMS = [
@@ -277,7 +278,7 @@ def test_diverged_and_missing_runs_are_listed_not_fatal(tiny_pipeline, tmp_path)
     (row,) = [line for line in timings if line.startswith("| commuting |")]
     counts = dict(zip(header, [c.strip() for c in row.strip("|").split("|")], strict=True))
     assert (counts["runs"], counts["diverged"], counts["missing"]) == ("16", "1", "1"), counts
-    assert sum(int(counts[s]) for s in loading.OK_STATUSES) == 14, counts
+    assert sum(int(counts[s]) for s in USABLE_STATUSES) == 14, counts
     assert len(claims_rows(text)) == len(CLAIMS) * len(datasets)
     # A dataset whose aggregate is gone is reported (its claims left out), not fatal.
     (results / "aggregate" / "digits" / "path.zarr.zip").unlink()

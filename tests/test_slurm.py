@@ -24,12 +24,14 @@ loudly, only when Slurm cannot be installed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -41,7 +43,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from lindyn.blocks import block_path, plan_blocks
+from lindyn.blocks import Block, block_path, plan_blocks
 from lindyn.config import validated
 from lindyn.paths import AGGREGATES, aggregate_path
 from lindyn.report.figures import FIGURES
@@ -88,8 +90,6 @@ CONFIG = {
     # dataset_stats goes to Slurm too, so that its failure is a failed Slurm job
     "cluster": {"localrules": []},
 }
-BLOCKS = {name: plan_blocks(validated(CONFIG), name) for name in CONFIG["datasets"]}
-CELLS = {name: sum(block.cells for block in blocks) for name, blocks in BLOCKS.items()}
 SECOND_RUN_LOCALRULES = ("dataset_stats", "aggregate")
 
 
@@ -142,6 +142,19 @@ def _write_npz(path: Path) -> None:
     X = rng.standard_normal((60, 5))
     Y = X @ rng.standard_normal((5, 3)) + 0.1 * rng.standard_normal((60, 3))
     np.savez(path, X=X, Y=Y)
+
+
+def _planned_blocks() -> dict[str, list[Block]]:
+    """Each dataset's blocks, planned from CONFIG validated where its data file exists."""
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        Path("data").mkdir()
+        _write_npz(Path("data/bad.npz"))
+        config = validated(CONFIG)
+    return {name: plan_blocks(config, name) for name in CONFIG["datasets"]}
+
+
+BLOCKS = _planned_blocks()
+CELLS = {name: sum(block.cells for block in blocks) for name, blocks in BLOCKS.items()}
 
 
 def _write_config(workdir: Path, config: dict) -> None:

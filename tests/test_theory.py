@@ -7,6 +7,7 @@ from functools import reduce
 
 import numpy as np
 import pytest
+from helpers import commuting_moments
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
@@ -30,14 +31,6 @@ from lindyn.theory import (
 )
 
 ROUNDING = 1e-12
-
-
-def commuting_problem(rng, d, p, lam, s):
-    """Σx = U diag(λ) Uᵀ and Σxy = U_m diag(s) V_mᵀ: ε = 0 exactly."""
-    u, _ = np.linalg.qr(rng.standard_normal((d, d)))
-    v, _ = np.linalg.qr(rng.standard_normal((p, p)))
-    m = len(s)
-    return u, v, u @ np.diag(lam) @ u.T, u[:, :m] @ np.diag(s) @ v[:, :m].T
 
 
 def full_gd_products(sigma_x, sigma_xy, layers, eta, steps):
@@ -110,7 +103,7 @@ def test_gd_component_matches_full_matrix_gd(depth):
     # Aligned init on a commuting problem: the product's coordinates follow the scalar GD.
     rng = np.random.default_rng(10 + depth)
     lam, s = np.array([1.2, 0.7, 0.9, 0.5]), np.array([1.5, 0.8, 0.4])
-    u, v, sigma_x, sigma_xy = commuting_problem(rng, 4, 3, lam, s)
+    u, v, sigma_x, sigma_xy = commuting_moments(rng, 4, 3, lam, s)
     delta, eta, r, steps = 0.5, 0.2, 3, 150
     a0 = np.exp(-delta)
     if depth == 1:
@@ -364,7 +357,7 @@ def test_w_seq_equals_w_rrr_when_orders_agree():
     rng = np.random.default_rng(6)
     lam = np.array([1.0, 1.2, 0.8, 0.7, 1.5])
     s = np.array([3.0, 2.0, 1.0])  # s²/λ = 9, 3.3, 1.25: same order as s
-    u, v, sigma_x, sigma_xy = commuting_problem(rng, 5, 4, lam, s)
+    u, v, sigma_x, sigma_xy = commuting_moments(rng, 5, 4, lam, s)
     assert order_by_s_and_rrr(s, lam[:3])[2].all()
     for k in range(1, 4):
         np.testing.assert_allclose(
@@ -384,7 +377,7 @@ def test_w_seq_differs_from_w_rrr_when_orders_disagree(s, lam, k_disagree):
     rng = np.random.default_rng(7)
     d, n = 5, len(s)
     lam_full = np.concatenate([lam, np.ones(d - n)])
-    u, v, sigma_x, sigma_xy = commuting_problem(rng, d, n, lam_full, s)
+    u, v, sigma_x, sigma_xy = commuting_moments(rng, d, n, lam_full, s)
     rho = s / lam
     order_s, order_rrr, agree = order_by_s_and_rrr(s, lam)
     np.testing.assert_array_equal(order_s, np.arange(n))

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, run_snakemake
 
 from lindyn import theory
 from lindyn.blocks import block_path, plan_blocks, scheduled_cells
 from lindyn.config import validated
+from lindyn.report.figures import FIGURES
 from lindyn.store import open_block, open_store, read_stats
 from lindyn.sweeps import sweep
 
@@ -130,10 +135,55 @@ def test_phase_times_and_bounds_recomputed_independently(tiny_pipeline):
     assert bool(aligned["in_bracket"].sel(fraction=0.5).all())
 
 
-def test_snakemake_lint_is_clean(tiny_pipeline):
-    proc = run_snakemake(tiny_pipeline, "--lint", check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Lints for" not in proc.stdout + proc.stderr
+# The lint that the workflow keeps: its jobs run in the project's virtual environment,
+# with no conda environment or container (README, "The two commands").
+NO_SOFTWARE_DEFINITION = "Specify a conda environment or container for each rule."
+
+
+def test_snakemake_lint_finds_nothing_but_the_missing_conda_environments(tmp_path):
+    proc = run_snakemake(make_workdir(tmp_path, TINY_CONFIG), "--lint", check=False)
+    text = proc.stdout + proc.stderr
+    assert "Lints for snakefile" not in text, text
+    assert set(re.findall(r"^    \* (.+):$", text, re.MULTILINE)) <= {NO_SOFTWARE_DEFINITION}, text
+
+
+def test_the_default_profile_is_used_from_the_top_level(tmp_path):
+    """`snakemake` and `lindyn run` in the top-level directory pick up
+    workflow/profiles/default (through `profiles`): its `printshellcmds` shows."""
+    workdir = make_workdir(tmp_path, TINY_CONFIG)
+    shutil.copytree(REPO / "profiles", workdir / "profiles", symlinks=True)
+    lindyn_run = [sys.executable, "-m", "lindyn", "run", "--cores", "1", "--no-report", "--"]
+    for command in ([*SNAKEMAKE, "--cores", "1"], lindyn_run):
+        proc = subprocess.run(
+            [*command, "--dry-run"], cwd=workdir, capture_output=True, text=True, timeout=300
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output
+        assert "Using workflow specific profile profiles/default" in output
+        assert "Shell command: python -m lindyn dataset commuting --options" in output
+
+
+def test_one_rule_per_figure_of_the_registry(tmp_path):
+    proc = run_snakemake(make_workdir(tmp_path, TINY_CONFIG), "--list-rules")
+    listed = dict(re.findall(r"^(figure_\w+) \((.+)\)$", proc.stdout, re.MULTILINE))
+    expected = {
+        f"figure_{kind}": f"{title} ({stem})." for stem, (kind, title, _) in FIGURES.items()
+    }
+    assert listed == expected
+
+
+def test_dataset_options_reach_the_command_as_typed_json(tiny_pipeline, tmp_path):
+    """One JSON mapping, keys sorted: reordering a dataset's options reruns nothing."""
+    workdir = shutil.copytree(tiny_pipeline, tmp_path / "copy", symlinks=True)
+    proc = run_snakemake(
+        workdir, "-n", "-p", "--forcerun", "dataset_stats", "results/datasets/commuting.zarr.zip"
+    )
+    assert '--options \'{"d": 6, "n": 60, "p": 3, "seed": 1}\'' in proc.stdout
+    config = copy.deepcopy(TINY_CONFIG)
+    options = config["datasets"]["commuting"]["options"]
+    config["datasets"]["commuting"]["options"] = dict(reversed(options.items()))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert "Nothing to be done" in run_snakemake(workdir, "-n").stdout
 
 
 def test_rerun_has_nothing_to_do(tiny_pipeline):

@@ -9,20 +9,12 @@ AGGREGATE_THREADS = (
 rule aggregate:
     """Combine a dataset's blocks with Dask; phase times, bounds and path metrics."""
     input:
-        stats="results/datasets/{dataset}.zarr.zip",
+        stats=STATS_STORE,
         blocks=lambda wildcards: block_paths(wildcards.dataset),
     output:
-        trajectories="results/aggregate/{dataset}/trajectories.zarr.zip",
-        phase_times="results/aggregate/{dataset}/phase_times.zarr.zip",
-        bounds="results/aggregate/{dataset}/bounds.zarr.zip",
-        path="results/aggregate/{dataset}/path.zarr.zip",
-        phase_times_csv="results/aggregate/{dataset}/phase_times.csv",
-        bounds_csv="results/aggregate/{dataset}/bounds.csv",
-        path_csv="results/aggregate/{dataset}/path.csv",
+        **aggregate_outputs("{dataset}"),
     log:
         "results/logs/aggregate/{dataset}.log",
-    conda:
-        "../envs/lindyn.yaml"
     threads: AGGREGATE_THREADS
     params:
         blocks=lambda wildcards: list(BLOCKS[wildcards.dataset].values()),

@@ -1,13 +1,16 @@
 # Helpers shared by the rules: config validation, the grid, paths.
+import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
-from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path, csv_path
-from lindyn.config import ConfigError, format_value, validated
+from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path, csv_path, stats_path
+from lindyn.config import DATASET_PATTERN, ConfigError, validated
+from lindyn.report.figures import FIGURES, figure_inputs, report_targets
 
 # Refuse a bad configuration before any job runs, with one line per problem naming
 # the key, the value and what is allowed (no Python traceback). Snakemake's validate,
@@ -22,8 +25,14 @@ except ConfigError as err:
 shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
 
 
+# The results directory, laid out by lindyn.paths (the scripts find it from their files).
+RESULTS = "results"
+# A dataset's statistics store, with the wildcard left in.
+STATS_STORE = str(stats_path(RESULTS, "{dataset}"))
+
+
 wildcard_constraints:
-    dataset=r"[A-Za-z][A-Za-z0-9_]*",
+    dataset=DATASET_PATTERN,
     block=BLOCK_PATTERN,
 
 
@@ -58,23 +67,37 @@ def block_runtime(wildcards, attempt):
     return attempt * (5 + math.ceil(million_steps * rate))
 
 
-def dataset_option_args(wildcards):
-    """The dataset's options as repeated `--option KEY=VALUE` arguments."""
+def dataset_options(wildcards):
+    """The dataset's typed options as one shell-quoted JSON mapping (`--options`).
+
+    A rerun trigger (params): keys sorted, so that only a changed option reruns the rule.
+    """
     options = config["datasets"][wildcards.dataset].get("options", {})
-    return " ".join(
-        f"--option {key}={format_value(value)}"
-        for key, value in sorted(options.items())
-    )
+    return shlex.quote(json.dumps(options, sort_keys=True))
 
 
 def aggregate_outputs(dataset):
-    """A dataset's aggregated stores and CSV tables (lindyn.paths)."""
-    return [aggregate_path("results", dataset, name) for name in AGGREGATES] + [
-        csv_path("results", dataset, name) for name in CSV_TABLES
-    ]
+    """A dataset's aggregated stores and CSV tables (lindyn.paths), by the names
+    lindyn.aggregate.aggregate returns them under."""
+    stores = {name: aggregate_path(RESULTS, dataset, name) for name in AGGREGATES}
+    tables = {f"{name}_csv": csv_path(RESULTS, dataset, name) for name in CSV_TABLES}
+    return {name: str(path) for name, path in (stores | tables).items()}
+
+
+def figure_output(figure, fmt):
+    """One file of a figure, with the figure's caption, category and title in the report."""
+    _, title, category = FIGURES[figure]
+    return report(
+        f"{RESULTS}/figures/{figure}.{fmt}",
+        caption=f"../report/{figure}.rst",
+        category=category,
+        labels={"figure": title, "format": fmt.upper()},
+    )
 
 
 def all_targets():
     return [
-        path for dataset in config["datasets"] for path in aggregate_outputs(dataset)
-    ] + report_targets()
+        path
+        for dataset in config["datasets"]
+        for path in aggregate_outputs(dataset).values()
+    ] + report_targets(RESULTS)

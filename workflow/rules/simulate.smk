@@ -1,13 +1,11 @@
 rule simulate:
     """One block of grid cells: a sweep on a dataset's statistics store, one store."""
     input:
-        stats="results/datasets/{dataset}.zarr.zip",
+        stats=STATS_STORE,
     output:
         "results/blocks/{dataset}/{block}.zarr.zip",
     log:
         "results/logs/blocks/{dataset}/{block}.log",
-    conda:
-        "../envs/lindyn.yaml"
     threads: config["simulate"]["threads"]
     resources:
         cells=block_cells,
