@@ -358,7 +358,9 @@ def commuting_stats(config: dict[str, Any]):
     import lindyn
 
     data = lindyn.load_dataset("commuting", **config["datasets"]["commuting"].get("options", {}))
-    return data, lindyn.dataset_stats(data.X, data.Y, data.X_clean, meta=data.meta)
+    return data, lindyn.dataset_stats(
+        data.X, data.Y, data.X_clean, data.meta, data.X_test, data.Y_test
+    )
 
 
 def one_process_sweep(stats, grid: Grid) -> dict[str, float]:

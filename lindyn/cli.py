@@ -75,7 +75,7 @@ def _load_stats(name: str, typed: dict, options: list[str], both_centrings: bool
 
     parsed = {**typed, **parse_options(name, options)}
     data = load_dataset(name, **parsed)
-    stats = dataset_stats(data.X, data.Y, data.X_clean, data.meta)
+    stats = dataset_stats(data.X, data.Y, data.X_clean, data.meta, data.X_test, data.Y_test)
     if both_centrings:
         center = bool(data.meta.get("center", False))
         other = load_dataset(name, **{**parsed, "center": not center})

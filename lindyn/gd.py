@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lindyn.stats import Stats
+from lindyn.stats import HeldOut, Stats
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -88,6 +88,8 @@ class EigenProblem:
         ``QᵀXᵀX_clean/n`` for the clean-signal reconstruction error.
     cc : float or None
         ``tr(X_cleanᵀX_clean)/n``.
+    held_out : HeldOut or None
+        The test set's statistics in the working basis (:meth:`test_loss`).
     """
 
     mu: np.ndarray
@@ -99,6 +101,7 @@ class EigenProblem:
     targets: np.ndarray
     clean_cross: np.ndarray | None = None
     cc: float | None = None
+    held_out: HeldOut | None = None
 
     @classmethod
     def from_stats(
@@ -132,6 +135,7 @@ class EigenProblem:
             targets=stacked,
             clean_cross=clean,
             cc=stats.cc,
+            held_out=None if stats.held_out is None else stats.held_out.rotated(Q),
         )
 
     def loss(self, W: np.ndarray) -> np.ndarray:

@@ -21,9 +21,9 @@ __all__ = [
 ]
 
 # The aggregated stores of a dataset (lindyn.aggregate), in the order they are written.
-AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
-# The aggregated tables that are also written as CSV files.
-CSV_TABLES = ("phase_times", "bounds", "path")
+AGGREGATES = ("trajectories", "phase_times", "bounds", "path", "generalisation")
+# The aggregated tables that are also written as CSV files (generalisation: its summary).
+CSV_TABLES = ("phase_times", "bounds", "path", "generalisation")
 # What each table of `lindyn query` shows: its aggregated store and columns.
 QUERY_COLUMNS = {
     "phase": (
@@ -57,8 +57,9 @@ QUERY_COLUMNS = {
         ],
     ),
 }
-# The tables of `lindyn query`: the aggregated ones, Table 1 and the runs with their staleness.
-QUERY_TABLES = (*QUERY_COLUMNS, "eps", "runs")
+# The tables of `lindyn query`: the aggregated ones, Table 1, the runs with their staleness,
+# and the generalisation summary (lindyn.generalisation.summary).
+QUERY_TABLES = (*QUERY_COLUMNS, "eps", "runs", "generalisation")
 
 
 def stats_path(results: str | Path, dataset: str) -> Path:

@@ -55,6 +55,7 @@ __all__ = [
     "figure_depth",
     "figure_eps",
     "figure_flow",
+    "figure_generalisation",
     "figure_path",
     "figure_separation",
     "figure_theorem3",
@@ -75,6 +76,7 @@ FIGURE_SIZES = {
     "depth": (12.0, 4.2),
     "path": (13.0, 9.0),
     "separation": (13.0, 9.0),
+    "generalisation": (12.0, 4.0),
 }
 DEPTH_COLORS = {
     1: "0.45",
@@ -1423,4 +1425,108 @@ def figure_separation(
         "t_i(0.9) < t_i+1(0.1) against Corollary 3's t⁺_i(0.9) < t⁻_i+1(0.1)\n"
         "numbers: eigen-gap margin (s_i − s_i+1)/s_i − 1.5 η s_i (asymptotic condition: > 0)"
     )
+    return fig
+
+
+# ------------------------------------------------------------------ generalisation
+
+# Line styles of the classical estimators' best test losses (lindyn.generalisation).
+BASELINE_STYLES = {"ols": ":", "ridge": "--", "rrr": "-.", "pca": (0, (1, 3))}
+
+
+def _best_cell(best: xr.DataArray) -> dict[str, Any] | None:
+    """Coordinates of the smallest value of ``best`` (None when it is all NaN)."""
+    if not best.notnull().any():
+        return None
+    index = np.unravel_index(int(np.nanargmin(best.values)), best.shape)
+    return {dim: best[dim].values[i] for dim, i in zip(best.dims, index, strict=True)}
+
+
+def figure_generalisation(stores: Mapping[str, tuple[xr.Dataset, xr.Dataset]]) -> Figure:
+    """Test loss along the paths against the classical estimators, one row per dataset.
+
+    Parameters
+    ----------
+    stores : mapping
+        Dataset name -> (generalisation store, trajectories store); datasets
+        without a test set are left out.
+
+    Returns
+    -------
+    Figure
+        Left: test (solid) and training (dashed) loss along the best run of each
+        depth, the best of each estimator as a horizontal line. Right: the test
+        loss of reduced-rank regression and of PCA regression by rank k, the
+        paths' best as horizontal lines.
+    """
+    usable = {n: s for n, s in stores.items() if "test_loss" in s[0]}
+    if not usable:
+        return placeholder("generalisation", "no dataset with a test set")
+    fig = new_figure("generalisation", rows=len(usable))
+    axes = fig.subplots(len(usable), 2, squeeze=False)
+    for (name, (gen, traj)), (ax_path, ax_rank) in zip(usable.items(), axes, strict=True):
+        methods = gen["method"].values
+        best = {
+            method: float(gen["test_loss"].values[methods == method].min())
+            for method in BASELINE_STYLES
+            if (methods == method).any()
+        }
+        for depth in gen["depth"].values:
+            cell = _best_cell(gen["best_test_loss"].sel(depth=depth))
+            if cell is None:
+                continue
+            run = traj.sel(depth=depth).sel(cell)
+            steps = run["step"].values
+            shown = steps > 0  # log axis
+            color = depth_color(depth)
+            ax_path.plot(
+                steps[shown],
+                run["test_loss"].values[shown],
+                color=color,
+                label=f"L = {depth}, test",
+            )
+            ax_path.plot(
+                steps[shown],
+                run["loss"].values[shown],
+                color=color,
+                ls="--",
+                lw=0.8,
+                label=f"L = {depth}, train",
+            )
+            ax_rank.axhline(
+                float(gen["best_test_loss"].sel(depth=depth).min()),
+                color=color,
+                lw=1,
+                label=f"best along L = {depth}",
+            )
+        for method, value in best.items():
+            ax_path.axhline(
+                value, color="0.3", ls=BASELINE_STYLES[method], lw=1, label=f"best {method}"
+            )
+        for method, marker in (("rrr", "o"), ("pca", ".")):
+            chosen = methods == method
+            ax_rank.plot(
+                gen["parameter"].values[chosen],
+                gen["test_loss"].values[chosen],
+                color="0.3",
+                marker=marker,
+                ms=3,
+                ls=BASELINE_STYLES[method],
+                lw=0.8,
+                label=f"{method} of rank k",
+            )
+        ax_path.set(
+            xscale="log",
+            xlabel="step t",
+            ylabel="loss",
+            title=f"{name}: test loss along the best run of each depth",
+        )
+        ax_rank.set(
+            xscale="log",
+            xlabel="rank k",
+            ylabel="test loss",
+            title=f"{name}: estimators of rank k ({int(gen.attrs['n_test'])} test rows)",
+        )
+        for ax in (ax_path, ax_rank):
+            ax.legend(fontsize=7, ncols=2)
     return fig

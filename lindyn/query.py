@@ -127,7 +127,8 @@ def query_table(
     ----------
     results : path-like
         The results directory.
-    table : {"phase", "bounds", "path", "eps", "runs"}
+    table : str
+        One of :data:`lindyn.paths.QUERY_TABLES`.
     where : mapping, optional
         Axis name to allowed values (strings), e.g. ``{"depth": ["2"]}``;
         ``dataset`` selects datasets.
@@ -139,6 +140,8 @@ def query_table(
         return _eps_table(results, datasets)
     if table == "runs":
         return stale_runs(results, datasets=datasets)
+    if table == "generalisation":
+        return _generalisation_table(results, datasets)
     name, columns = QUERY_COLUMNS[table]
     frames = []
     for dataset in _datasets(results):
@@ -197,6 +200,26 @@ def _eps_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
     table.insert(0, "loader", [res.loader for res in stores.values()])
     table.insert(1, "center", [res.meta.get("center") for res in stores.values()])
     return table.reset_index()
+
+
+def _generalisation_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
+    """Per dataset with a test set, :func:`lindyn.generalisation.summary` (winner first)."""
+    from lindyn.generalisation import summary
+
+    frames = []
+    for dataset in _datasets(results):
+        path = aggregate_path(results, dataset, "generalisation")
+        if (datasets and dataset not in datasets) or not path.exists():
+            continue
+        store = _open_aggregate(
+            results, dataset, "generalisation", _identity(results, dataset), lazy=False
+        )
+        if "test_loss" not in store:  # no test set
+            continue
+        frame = summary(store)
+        frame.insert(0, "dataset", dataset)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _differs(stored: Any, configured: Any) -> bool:

@@ -9,7 +9,9 @@ This module computes them once, together with
   THEORY §3 prescribes (complement of the top-``k`` columns, rotated by the
   eigenvectors of ``CᵀΣxC``);
 * ``λ_i = (UᵀΣxU)_ii``, ``ρ_i = s_i/λ_i``, the measures ``ε_A1`` and ``ε_iso``;
-* the order of components by ``s_i`` and by ``s_i²/λ_i`` (THEORY §8).
+* the order of components by ``s_i`` and by ``s_i²/λ_i`` (THEORY §8);
+* the same three statistics of a held-out test set (:class:`HeldOut`), whose test
+  loss ``½ tr(WᵀΣx'W) − tr(WᵀΣxy') + ½ tr(Y'ᵀY')/n'`` of any W they give exactly.
 
 Only numpy is imported at module level, so that simulation jobs start fast.
 """
@@ -17,17 +19,53 @@ Only numpy is imported at module level, so that simulation jobs start fast.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lindyn.theory import order_by_s_and_rrr
+from lindyn.theory import loss, order_by_s_and_rrr
 
-__all__ = ["Stats", "complement_basis", "dataset_stats", "eps_a1", "eps_iso"]
+__all__ = ["HeldOut", "Stats", "complement_basis", "dataset_stats", "eps_a1", "eps_iso"]
 
 # Relative threshold under which a singular value of Σxy counts as zero.
 RANK_RTOL = 1e-10
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Sufficient statistics of a held-out test set, preprocessed as the training data.
+
+    Attributes
+    ----------
+    sigma_x : (d, d) array
+        ``X'ᵀX'/n'`` of the test inputs.
+    sigma_xy : (d, p) array
+        ``X'ᵀY'/n'``.
+    yy : float
+        ``tr(Y'ᵀY')/n'``.
+    n : int
+        Test rows ``n'``.
+    """
+
+    sigma_x: np.ndarray
+    sigma_xy: np.ndarray
+    yy: float
+    n: int
+
+    def loss(self, W: np.ndarray) -> np.ndarray:
+        """Test loss ``1/(2n')‖Y' − X'W‖²`` of products ``W`` (…, d, p), exactly.
+
+        Returns
+        -------
+        ndarray
+            Shape ``W.shape[:-2]``.
+        """
+        return loss(W, self.sigma_x, self.sigma_xy, self.yy)
+
+    def rotated(self, Q: np.ndarray) -> HeldOut:
+        """The same statistics in the input basis ``Q`` (``W̃ = QᵀW`` has the same loss)."""
+        return HeldOut(Q.T @ self.sigma_x @ Q, Q.T @ self.sigma_xy, self.yy, self.n)
 
 
 @dataclass(frozen=True)
@@ -63,6 +101,8 @@ class Stats:
         ``XᵀX_clean/n`` for a denoising autoencoder, else None.
     cc : float or None
         ``tr(X_cleanᵀX_clean)/n``, else None.
+    held_out : HeldOut or None
+        The test set's statistics, if the dataset has one.
     meta : dict
         The dataset's metadata (options, hash, source).
     """
@@ -85,6 +125,7 @@ class Stats:
     rrr_gain: np.ndarray | None = None
     sigma_xc: np.ndarray | None = None
     cc: float | None = None
+    held_out: HeldOut | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -118,7 +159,11 @@ class Stats:
     def stats_hash(self) -> str:
         """Hash of the statistics that determine every simulation on this dataset."""
         digest = hashlib.sha256()
-        for array in (self.sigma_x, self.sigma_xy, np.array([self.yy])):
+        arrays = [self.sigma_x, self.sigma_xy, np.array([self.yy])]
+        if self.held_out is not None:  # the test loss every run logs depends on it
+            held = self.held_out
+            arrays += [held.sigma_x, held.sigma_xy, np.array([held.yy])]
+        for array in arrays:
             digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
         return digest.hexdigest()[:16]
 
@@ -130,10 +175,6 @@ class Stats:
     def rrr_loss(self, k: int) -> float:
         """``min_{rank W ≤ k} ℒ(W) = ½ tr(YᵀY)/n − ½ Σ_{i≤k} g_i`` (``g`` = :attr:`rrr_gain`)."""
         return float(0.5 * self.yy - 0.5 * np.sum(self.rrr_gain[:k]))
-
-    def arrays(self) -> dict[str, Any]:
-        """The dataclass fields as a dict (for storage)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def eps_iso(sigma_x: np.ndarray) -> float:
@@ -195,6 +236,8 @@ def dataset_stats(
     Y: np.ndarray,
     X_clean: np.ndarray | None = None,
     meta: dict[str, Any] | None = None,
+    X_test: np.ndarray | None = None,
+    Y_test: np.ndarray | None = None,
 ) -> Stats:
     """Compute the sufficient statistics and spectra of a dataset.
 
@@ -214,6 +257,8 @@ def dataset_stats(
     meta : dict, optional
         Dataset metadata, kept in the result; its ``loader`` and ``source``
         name the data in error messages.
+    X_test, Y_test : (n', d), (n', p) arrays, optional
+        A held-out test set, preprocessed as X and Y (:attr:`Stats.held_out`).
 
     Returns
     -------
@@ -281,6 +326,10 @@ def dataset_stats(
         sigma_xc = back("XᵀX_clean/n", X.T @ X_clean / n, ex + ec)
         cc = float(back("tr(X_cleanᵀX_clean)/n", np.sum(X_clean * X_clean) / n, 2 * ec))
 
+    held_out = None
+    if X_test is not None and Y_test is not None:
+        held_out = _held_out(np.asarray(X_test, dtype=np.float64), Y_test, working, back, d, p)
+
     # The ε measures are scale-free; every other statistic is scaled back, if representable.
     return Stats(
         sigma_x=back("Σx = XᵀX/n", sigma_x, 2 * ex),
@@ -301,5 +350,29 @@ def dataset_stats(
         rrr_gain=back("the eigenvalues of ΣxyᵀΣx⁺Σxy", rrr_gain, 2 * ey),
         sigma_xc=sigma_xc,
         cc=cc,
+        held_out=held_out,
         meta=dict(meta or {}),
+    )
+
+
+def _held_out(X: np.ndarray, Y: np.ndarray, working: Any, back: Any, d: int, p: int) -> HeldOut:
+    """:class:`HeldOut` of a test set, computed in float64's safe range as the training's."""
+    same = Y is X
+    Y = np.asarray(Y, dtype=np.float64)
+    shapes_ok = X.ndim == Y.ndim == 2 and X.shape[0] == Y.shape[0]
+    if not shapes_ok or (X.shape[1], Y.shape[1]) != (d, p):
+        raise ValueError(
+            f"the test set must be (n', {d}) and (n', {p}) arrays, got {X.shape} and {Y.shape}"
+        )
+    if X.shape[0] == 0:
+        raise ValueError("the test set has no rows")
+    X, ex = working("X_test", X)
+    Y, ey = (X, ex) if same else working("Y_test", Y)
+    n = X.shape[0]
+    sigma_x = X.T @ X / n
+    return HeldOut(
+        sigma_x=back("X′ᵀX′/n′", (sigma_x + sigma_x.T) / 2, 2 * ex),
+        sigma_xy=back("X′ᵀY′/n′", X.T @ Y / n, ex + ey),
+        yy=float(back("tr(Y′ᵀY′)/n′", np.sum(Y * Y) / n, 2 * ey)),
+        n=n,
     )

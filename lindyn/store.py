@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lindyn.provenance import provenance
-from lindyn.stats import Stats
+from lindyn.stats import HeldOut, Stats
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -409,6 +409,14 @@ def stats_dataset(stats: Stats) -> xr.Dataset:
             {"long_name": "XᵀX_clean/n"},
         )
         variables["cc"] = ((), stats.cc, {"long_name": "tr(X_cleanᵀX_clean)/n"})
+    if stats.held_out is not None:
+        held = stats.held_out
+        variables |= {
+            "test_sigma_x": (("feature", "feature_"), held.sigma_x, {"long_name": "X′ᵀX′/n′"}),
+            "test_sigma_xy": (("feature", "target"), held.sigma_xy, {"long_name": "X′ᵀY′/n′"}),
+            "test_yy": ((), held.yy, {"long_name": "tr(Y′ᵀY′)/n′ of the test set"}),
+            "test_n": ((), held.n, {"long_name": "rows n′ of the test set"}),
+        }
     coords = {
         "component": np.arange(1, m + 1),
         "feature": np.arange(d),
@@ -481,6 +489,16 @@ def read_stats(path: str | os.PathLike, dataset: str | None = None) -> Stats:
             rrr_gain=arrays["rrr_gain"],
             sigma_xc=arrays.get("sigma_xc"),
             cc=float(arrays["cc"]) if "cc" in arrays else None,
+            held_out=(
+                HeldOut(
+                    arrays["test_sigma_x"],
+                    arrays["test_sigma_xy"],
+                    float(arrays["test_yy"]),
+                    int(arrays["test_n"]),
+                )
+                if "test_sigma_x" in arrays
+                else None
+            ),
             meta=json.loads(ds.attrs["dataset_meta"]),
         )
     except (KeyError, ValueError, TypeError) as err:

@@ -28,7 +28,8 @@ so it stops costing work and never disturbs the runs beside it.
 From every step the sweep keeps, per run, the exact first step at which
 ``u_i ≥ f·ρ_i`` for ``f`` in :data:`lindyn.runs.FRACTIONS` and, at depth 2, the largest
 violation of Theorem 3's envelopes (relative to ``ρ_i``); at the logged steps
-(:func:`lindyn.gd.log_schedule`) it keeps ``u``, the loss, the singular values
+(:func:`lindyn.gd.log_schedule`) it keeps ``u``, the loss, the test loss (when the
+dataset has a test set, exactly from its statistics), the singular values
 of ``W(t)``, its distances to ``W_k^seq`` and ``W_k^RRR`` and, for data with a
 clean signal, the reconstruction error. Nothing of size ``steps × runs`` is held.
 With a new option in use (``budget``, ``stop``) it also keeps each cell's
@@ -146,6 +147,7 @@ class _Batch:
     singular_values: np.ndarray  # (R, S, q)
     distances: np.ndarray  # (R, S, K)
     recon_error: np.ndarray | None  # (R, S)
+    test_loss: np.ndarray  # (R, S), NaN without a test set
     crossing_step: np.ndarray  # (R, c, F), NaN: never
     bound_violation: np.ndarray  # (R, c), NaN where Theorem 3 does not apply
     u_final: np.ndarray  # (R, c)
@@ -188,6 +190,7 @@ class _Tracker:
             singular_values=np.full((R, S, min(d, p)), nan),
             distances=np.full((R, S, K), nan),
             recon_error=None if problem.clean_cross is None else np.full((R, S), nan),
+            test_loss=np.full((R, S), nan),
             crossing_step=np.full((R, c, len(FRACTIONS)), nan),
             bound_violation=np.full((R, c), nan),
             u_final=np.full((R, c), nan),
@@ -211,6 +214,8 @@ class _Tracker:
         for k, target in enumerate(problem.targets):  # one target at a time: memory R×d×p
             diff = W - target
             out.distances[runs, log_index, k] = np.sqrt(np.einsum("rjl,rjl->r", diff, diff))
+        if problem.held_out is not None:  # exact, from the test set's statistics (d²p a run)
+            out.test_loss[runs, log_index] = problem.held_out.loss(W)
         if out.recon_error is not None:
             out.recon_error[runs, log_index] = (
                 problem.cc
@@ -560,6 +565,11 @@ def sweep(
             {"long_name": "u_i(t) = U_iᵀ W(t) V_i"},
         ),
         "loss": ((*cell_dims, "step"), stack("loss"), {"long_name": "loss 1/(2n)‖Y − XW‖²"}),
+        "test_loss": (
+            (*cell_dims, "step"),
+            stack("test_loss"),
+            {"long_name": "test loss 1/(2n′)‖Y′ − X′W‖² (NaN: no test set)"},
+        ),
         "nuclear_norm": ((*cell_dims, "step"), sv.sum(axis=-1), {"long_name": "‖W(t)‖_*"}),
         "frobenius_norm_sq": (
             (*cell_dims, "step"),

@@ -25,7 +25,8 @@ from lindyn.datasets import (
 )
 from lindyn.stats import Stats, dataset_stats
 
-RAW = {"center": False, "scale": "none"}  # no preprocessing: values as stored
+# no preprocessing, no test split: every row, values as stored
+RAW = {"center": False, "scale": "none", "test_fraction": 0}
 
 
 def sigmas(data: Data) -> tuple[np.ndarray, np.ndarray]:
@@ -261,10 +262,12 @@ def test_bundled_subsampling(bundled):
 
 
 def test_digits_as_autoencoder(digits):
-    data = load_dataset("digits", target="input", center=True)
+    data = load_dataset("digits", target="input", center=True, test_fraction=0)
     assert data.Y is data.X and data.meta["target"] == "input"
     np.testing.assert_allclose(data.X.mean(axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose(data.X / data.meta["x_scale"], digits.X - digits.X.mean(axis=0))
+    held = load_dataset("digits", target="input", center=True)
+    assert held.Y_test is held.X_test and held.X_test.shape == (359, 64)
 
 
 @pytest.mark.parametrize("center", [False, True])

@@ -454,6 +454,7 @@ def test_sweep_dimensions_and_coordinates(small):
         expected = {
             "u": (*cells, "step", "component"),
             "loss": (*cells, "step"),
+            "test_loss": (*cells, "step"),
             "nuclear_norm": (*cells, "step"),
             "frobenius_norm_sq": (*cells, "step"),
             "singular_values": (*cells, "step", "sv_index"),

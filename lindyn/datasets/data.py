@@ -26,6 +26,9 @@ class Data:
     X_clean : (n, d) float64 array or None
         The clean signal of a denoising autoencoder (centred on its own mean,
         scaled by the same factor as ``X``), else None.
+    X_test, Y_test : (n', d), (n', p) float64 arrays or None
+        The held-out test set, centred and scaled with the training rows' means
+        and factors (``Y_test is X_test`` for autoencoders), else None.
     meta : dict
         JSON-serialisable description: ``name``, ``loader``, every option
         resolved, ``n``, ``d``, ``p``, ``x_scale``, ``y_scale``, ``target``,
@@ -36,6 +39,8 @@ class Data:
     Y: np.ndarray
     X_clean: np.ndarray | None
     meta: dict[str, Any]
+    X_test: np.ndarray | None = None
+    Y_test: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +71,9 @@ class Raw:
     extra : dict
         JSON-serialisable metadata added to (and overriding) the options,
         e.g. a default resolved from the data.
+    test : Raw, optional
+        A test set of its own (e.g. a user's test file), preprocessed with the
+        training rows' centring and scaling; else ``test_fraction`` splits one off.
     """
 
     X: np.ndarray
@@ -76,6 +84,7 @@ class Raw:
     X_clean: np.ndarray | None = None
     pixel_max: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    test: Raw | None = None
 
     @property
     def target(self) -> str:

@@ -76,12 +76,19 @@ class Loader:
         opts = resolve(self.name, self.options, options)
         try:
             raw = self.read(opts)
-            X, Y, X_clean, x_scale, y_scale = prepare(
-                raw, n=opts["n"], seed=opts["seed"], center=opts["center"], scale=opts["scale"]
+            prepared = prepare(
+                raw,
+                n=opts["n"],
+                seed=opts["seed"],
+                center=opts["center"],
+                scale=opts["scale"],
+                test_fraction=opts["test_fraction"],
+                split_seed=opts["split_seed"],
             )
         except DatasetError as err:
             raise DatasetError(f"loader {self.name!r}: {err}") from None
-        for array in (X, Y, X_clean):
+        X, Y, X_test, Y_test = prepared.X, prepared.Y, prepared.X_test, prepared.Y_test
+        for array in (X, Y, prepared.X_clean, X_test, Y_test):
             if array is not None:
                 array.flags.writeable = False
         meta = {
@@ -92,10 +99,15 @@ class Loader:
             "n": X.shape[0],
             "d": X.shape[1],
             "p": Y.shape[1],
-            "x_scale": x_scale,
-            "y_scale": y_scale,
+            "x_scale": prepared.x_scale,
+            "y_scale": prepared.y_scale,
             "target": raw.target,
             "source": raw.source,
             "data_hash": data_hash(X, Y),
         }
-        return Data(X=X, Y=Y, X_clean=X_clean, meta=meta)
+        if X_test is not None:
+            meta["n_test"] = X_test.shape[0]
+            meta["test_hash"] = data_hash(X_test, Y_test)
+            if raw.test is not None:
+                meta["test_source"] = raw.test.source
+        return Data(X=X, Y=Y, X_clean=prepared.X_clean, meta=meta, X_test=X_test, Y_test=Y_test)

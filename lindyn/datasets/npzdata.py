@@ -21,6 +21,7 @@ every failure names the file and the array.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ IMAGENET32_OPTIONS: dict[str, Option] = {
 
 NPZ_OPTIONS: dict[str, Option] = {
     "path": Option(None, path, ".npz file with arrays X and Y", required=True),
+    "test_path": Option(
+        None, path, ".npz file of a test set, arrays X and Y as in `path` (none: no file)"
+    ),
     **common_options(),
 }
 
@@ -119,9 +123,34 @@ def read_npz(opts: Mapping[str, Any]) -> Raw:
     Returns
     -------
     Raw
-        With ``class_values`` in ``extra`` when ``Y`` holds labels.
+        With ``class_values`` in ``extra`` when ``Y`` holds labels, and the test
+        set of ``test_path``, if given, as its ``test`` (labels indexed by the
+        training file's class values).
     """
-    file = existing_file("path", opts["path"])
+    raw = _npz_file("path", opts["path"])
+    if opts["test_path"] is None:
+        return raw
+    test = _npz_file("test_path", opts["test_path"])
+    if (raw.labels is None) != (test.labels is None):
+        raise DatasetError(
+            f"{opts['test_path']}: array 'Y' must hold labels if and only if {opts['path']}'s does"
+        )
+    if raw.labels is not None:
+        values = np.asarray(raw.extra["class_values"])
+        test_values = np.asarray(test.extra["class_values"])
+        unseen = np.setdiff1d(test_values, values)
+        if unseen.size:
+            raise DatasetError(
+                f"{opts['test_path']}: labels {unseen.tolist()} do not occur in {opts['path']}"
+            )
+        labels = np.searchsorted(values, test_values)[test.labels]
+        test = replace(test, labels=labels, classes=raw.classes, extra={})
+    return replace(raw, test=test)
+
+
+def _npz_file(option: str, name: str) -> Raw:
+    """One ``.npz`` archive's ``X`` and ``Y`` as a :class:`Raw`."""
+    file = existing_file(option, name)
     arrays = load_arrays(file, ("X", "Y"))
     X, Y = arrays["X"], arrays["Y"]
     if X.ndim != 2 or X.dtype.kind not in "biuf" or 0 in X.shape:

@@ -24,6 +24,7 @@ import numpy as np
 from lindyn.datasets.errors import DatasetError
 
 __all__ = [
+    "MAX_TEST_FRACTION",
     "TARGET",
     "Option",
     "boolean",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 Converter = Callable[[str, Any], Any]
+
+# The largest test share: at least a tenth of the rows stays for training.
+MAX_TEST_FRACTION = 0.9
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -144,13 +148,13 @@ def _to_float(name: str, value: Any) -> float:
     return float(value)
 
 
-def real(minimum: float | None = None) -> Converter:
+def real(minimum: float | None = None, maximum: float | None = None) -> Converter:
     """Make a converter for a finite float option.
 
     Parameters
     ----------
-    minimum : float, optional
-        Smallest allowed value (inclusive).
+    minimum, maximum : float, optional
+        Smallest and largest allowed values (inclusive).
 
     Returns
     -------
@@ -162,6 +166,8 @@ def real(minimum: float | None = None) -> Converter:
         number = _to_float(name, value)
         if minimum is not None and number < minimum:
             raise DatasetError(f"option {name!r}: must be >= {minimum}, got {number}")
+        if maximum is not None and number > maximum:
+            raise DatasetError(f"option {name!r}: must be <= {maximum}, got {number}")
         return number
 
     return convert
@@ -268,7 +274,9 @@ def paths(name: str, value: Any) -> list[str] | None:
     return items
 
 
-def common_options(*, n: int | None = None, scale: str = "unit") -> dict[str, Option]:
+def common_options(
+    *, n: int | None = None, scale: str = "unit", test_fraction: float = 0.0
+) -> dict[str, Option]:
     """The options every loader has, with a loader's own defaults.
 
     Parameters
@@ -278,6 +286,8 @@ def common_options(*, n: int | None = None, scale: str = "unit") -> dict[str, Op
         subsamples without replacement); a synthetic loader generates ``n`` rows.
     scale : {"unit", "none"}
         Default scaling.
+    test_fraction : float
+        Default share of the rows held out as a test set (:mod:`preprocess`).
 
     Returns
     -------
@@ -297,6 +307,12 @@ def common_options(*, n: int | None = None, scale: str = "unit") -> dict[str, Op
             choice("unit", "none"),
             "unit: divide X so that λ_max(Σx) = 1 and Y so that s_1(Σxy) = 1",
         ),
+        "test_fraction": Option(
+            test_fraction,
+            real(0.0, MAX_TEST_FRACTION),
+            "share of the rows held out as a test set before `n` is drawn (0: none)",
+        ),
+        "split_seed": Option(0, integer(0), "random seed of the test split"),
     }
 
 

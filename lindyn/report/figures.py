@@ -32,6 +32,11 @@ FIGURES: dict[str, tuple[str, str, str]] = {
         "Separation: Corollary 3 and the eigen-gap condition",
         "Theory",
     ),
+    "fig9_generalisation": (
+        "generalisation",
+        "Generalisation: test loss along the path against ridge, RRR and PCA",
+        "Beyond the paper",
+    ),
 }
 
 
@@ -149,6 +154,14 @@ def make_figure(
         fig = plots.figure_separation(
             {n: r.phase_times for n, r in results.items() if r.phase_times is not None},
             {n: r.bounds for n, r in results.items()},
+        )
+    elif figure == "fig9_generalisation":
+        fig = plots.figure_generalisation(
+            {
+                n: (r.generalisation, r.trajectories)
+                for n, r in results.items()
+                if r.generalisation is not None and r.trajectories is not None
+            }
         )
     else:  # fig7_path
         usable = {

@@ -229,6 +229,20 @@ def build_report(
         "",
         tables.departure_table(results),
         "",
+        "### Generalisation along the path",
+        "",
+        "Test loss 1/(2n′)‖Y′ − X′W‖² on each dataset's held-out rows, exact from their "
+        "statistics. Each estimator at its best parameter on the test set (an oracle, the "
+        "same for all): least squares, ridge over γ/λ_max in 10⁻⁶…10², reduced-rank "
+        "regression over its rank k, PCA regression over its number of components; for "
+        "gradient descent, the best logged step of the best run of each depth (early "
+        "stopping). The path of depth L ≥ 2 visits the reduced-rank solutions in turn, so "
+        "its early-stopped test loss is to be read against the rrr column; depth 1 "
+        "against ridge, which early-stopped gradient descent on a linear model "
+        f"approximates. Figure: {link('fig9_generalisation')}.",
+        "",
+        tables.generalisation_table(results),
+        "",
         "### Early stopping: the best clean-signal error on each path",
         "",
         tables.early_stopping_table(results),

@@ -357,3 +357,30 @@ def separation_summary(results: Mapping[str, DatasetResults], n_pairs: int = 4) 
         ],
         rows,
     )
+
+
+def generalisation_table(results: Mapping[str, DatasetResults]) -> str:
+    """Per dataset with a test set: the best test loss of each estimator and path."""
+    from lindyn.generalisation import summary
+
+    columns = ["zero", "ols", "ridge", "rrr", "pca", "gd L=1", "gd L=2", "gd L=3"]
+    rows = []
+    for res in results.values():
+        gen = res.generalisation
+        if gen is None or "test_loss" not in gen:
+            continue
+        best = summary(gen).set_index("method")
+        cells = []
+        for method in columns:
+            if method not in best.index:
+                cells.append("—")
+                continue
+            row = best.loc[method]
+            detail = row["parameter"] if method in ("ridge", "rrr", "pca") else ""
+            if method.startswith("gd"):
+                detail = f"t = {fmt(row['step'])}"
+            cells.append(f"{fmt(row['test_loss'])}" + (f" ({detail})" if detail else ""))
+        rows.append([res.name, str(int(gen.attrs["n_test"])), *cells, best.index[0]])
+    if not rows:
+        return "_No dataset has a test set (option test_fraction, or a test file)._"
+    return md_table(["dataset", "test rows", *columns, "best"], rows)

@@ -1,0 +1,251 @@
+"""Generalisation along the gradient-descent path, against the classical estimators.
+
+The paper's point is that the sequential path is an implicit regulariser: early
+stopped, gradient descent on a deep linear network returns (near) reduced-rank
+solutions. What a regulariser is for is the loss on data it was not fitted to.
+Every dataset with a held-out test set (:class:`lindyn.stats.HeldOut`) gives it
+exactly for any ``W``, from the test set's statistics alone; the sweeps log it
+at every logged step (``test_loss``). This module sets it against the
+estimators a statistician would reach for, all fitted on the training
+statistics and evaluated on the same test statistics:
+
+``zero``
+    ``W = 0`` (the test targets' second moment, halved).
+``ols``
+    Least squares, ``W = Σx⁺Σxy``.
+``ridge``
+    ``W_γ = (Σx + γI)⁻¹Σxy`` over :data:`RIDGE_GRID` (``γ`` relative to
+    ``λ_max(Σx)``).
+``rrr``
+    Reduced-rank regression of each rank ``k`` (THEORY §8), the solutions the
+    path visits when the orders by ``s_i`` and by ``s_i²/λ_i`` agree.
+``pca``
+    Principal-component regression: least squares on the top ``k`` principal
+    directions of the inputs, ``W = Q_k diag(1/μ_k) Q_kᵀΣxy``.
+
+and the path itself: per run, the smallest test loss over its logged steps
+(early stopping with an oracle on the test set, as the other estimators' best
+parameter is chosen on it too), the step where it occurs, the training loss
+there, and the test loss at the run's last logged step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from lindyn.runs import USABLE_STATUSES
+from lindyn.stats import Stats
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "BASELINES",
+    "RIDGE_GRID",
+    "SUMMARY_COLUMNS",
+    "baselines",
+    "generalisation",
+    "path_losses",
+    "summary",
+]
+
+# Ridge penalties γ / λ_max(Σx): eight decades, four values a decade.
+RIDGE_GRID = np.logspace(-6, 2, 33)
+# The estimators of `baselines`, in the order they are listed.
+BASELINES = ("zero", "ols", "ridge", "rrr", "pca")
+# Depths whose paths the summary lists, and its columns.
+SUMMARY_DEPTHS = (1, 2, 3)
+SUMMARY_COLUMNS = ("method", "parameter", "test_loss", "train_loss", "step")
+
+
+def _estimators(stats: Stats) -> list[tuple[str, float, np.ndarray]]:
+    """Every baseline's (method, parameter, W), fitted on the training statistics."""
+    mu, Q, sigma_xy = stats.mu, stats.Q, stats.sigma_xy
+    d, p = sigma_xy.shape
+    projected = Q.T @ sigma_xy  # Σxy in the eigenbasis of Σx
+    out = [("zero", np.nan, np.zeros((d, p))), ("ols", np.nan, stats.rrr_coef)]
+    top = mu[0] if mu.size and mu[0] > 0 else 1.0
+    for gamma in RIDGE_GRID:
+        out.append(("ridge", float(gamma), Q @ (projected / (mu + gamma * top)[:, None])))
+    for k in range(1, min(d, p) + 1):
+        out.append(("rrr", float(k), stats.w_rrr(k)))
+    # Σx⁺'s cut-off (lindyn.stats): directions below it carry no usable input variance.
+    usable = int(np.sum(mu > top * max(d, 1) * np.finfo(float).eps))
+    for k in range(1, usable + 1):
+        out.append(("pca", float(k), Q[:, :k] @ (projected[:k] / mu[:k, None])))
+    return out
+
+
+def baselines(stats: Stats) -> xr.Dataset:
+    """Training and test loss of every classical estimator (see the module docstring).
+
+    Parameters
+    ----------
+    stats : Stats
+        With a test set (``stats.held_out``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``baseline``; coords ``method`` (one of :data:`BASELINES`) and
+        ``parameter`` (γ/λ_max for ridge, the rank k for rrr and pca, NaN
+        otherwise); variables ``train_loss`` and ``test_loss``.
+
+    Raises
+    ------
+    ValueError
+        If the dataset has no test set.
+    """
+    import xarray as xr
+
+    from lindyn.theory import loss
+
+    if stats.held_out is None:
+        raise ValueError("the dataset has no test set: give it a test_fraction or a test file")
+    fitted = _estimators(stats)
+    W = np.stack([w for _, _, w in fitted])
+    return xr.Dataset(
+        {
+            "train_loss": ("baseline", loss(W, stats.sigma_x, stats.sigma_xy, stats.yy)),
+            "test_loss": ("baseline", stats.held_out.loss(W)),
+        },
+        coords={
+            "baseline": np.arange(len(fitted)),
+            "method": ("baseline", [method for method, _, _ in fitted]),
+            "parameter": ("baseline", [parameter for _, parameter, _ in fitted]),
+        },
+    )
+
+
+def path_losses(runs: xr.Dataset) -> xr.Dataset:
+    """Each run's best test loss along its path, where it occurs, and its final test loss.
+
+    Parameters
+    ----------
+    runs : xarray.Dataset
+        Combined runs (:func:`lindyn.aggregate.combine_blocks`) with ``test_loss``,
+        ``loss`` and ``status``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over the runs' grid dims: ``best_test_loss``, ``best_step``,
+        ``train_loss_at_best``, ``final_test_loss``; NaN for runs that diverged
+        or are missing.
+    """
+    import xarray as xr
+
+    usable = runs["status"].isin(USABLE_STATUSES)
+    test = runs["test_loss"].where(usable)
+    best = test.min("step")
+    at_best = test == best
+    step = runs["step"]
+    best_step = step.where(at_best).min("step")
+    logged = test.notnull()
+    last = step.where(logged).max("step")
+    out = xr.Dataset(
+        {
+            "best_test_loss": best,
+            "best_step": best_step,
+            "train_loss_at_best": runs["loss"].where(step == best_step).max("step"),
+            "final_test_loss": test.where(step == last).max("step"),
+        }
+    )
+    out["best_test_loss"].attrs = {"long_name": "smallest test loss over the logged steps"}
+    out["best_step"].attrs = {"long_name": "first logged step with the smallest test loss"}
+    return out
+
+
+def generalisation(stats: Stats, runs: xr.Dataset) -> xr.Dataset:
+    """:func:`baselines` and :func:`path_losses` in one Dataset, with the runs' status.
+
+    Parameters
+    ----------
+    stats : Stats
+        With a test set.
+    runs : xarray.Dataset
+        The dataset's combined runs.
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    out = baselines(stats).merge(path_losses(runs))
+    out["status"] = runs["status"]
+    out.attrs["n_test"] = stats.held_out.n
+    out.attrs["ridge_grid"] = "γ/λ_max(Σx) in 10^-6 … 10^2, four a decade"
+    return out
+
+
+def summary(ds: xr.Dataset) -> pd.DataFrame:
+    """The best of each estimator and of the paths of depth 1, 2 and 3, by test loss.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Output of :func:`generalisation` (or its stored copy).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per estimator (``method``: a baseline, or ``gd L=…``): its best
+        ``parameter`` (γ/λ_max, rank k, or the run's cell), ``test_loss``,
+        ``train_loss``, and ``step`` for the paths; sorted by test loss, the
+        first row the winner.
+    """
+    rows = []
+    fitted = ds[["train_loss", "test_loss"]]
+    for method in BASELINES:
+        chosen = fitted.isel(baseline=np.flatnonzero(ds["method"].values == method))
+        if not chosen.sizes["baseline"]:
+            continue
+        i = int(chosen["test_loss"].argmin("baseline"))
+        row = chosen.isel(baseline=i)
+        rows.append(
+            {
+                "method": method,
+                "parameter": _parameter(method, float(row["parameter"])),
+                "test_loss": float(row["test_loss"]),
+                "train_loss": float(row["train_loss"]),
+                "step": np.nan,
+            }
+        )
+    for depth in SUMMARY_DEPTHS:
+        if depth not in ds["depth"].values:
+            continue
+        at = ds.sel(depth=depth)
+        best = at["best_test_loss"]
+        if not best.notnull().any():
+            continue
+        cell = {dim: at[dim].values[i] for dim, i in _argmin(best).items()}
+        rows.append(
+            {
+                "method": f"gd L={depth}",
+                "parameter": ", ".join(f"{dim}={_text(value)}" for dim, value in cell.items()),
+                "test_loss": float(best.sel(cell)),
+                "train_loss": float(at["train_loss_at_best"].sel(cell)),
+                "step": float(at["best_step"].sel(cell)),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return frame.sort_values("test_loss", kind="stable", ignore_index=True)
+
+
+def _argmin(da: xr.DataArray) -> dict[str, int]:
+    flat = int(np.nanargmin(da.values))
+    return dict(zip(da.dims, np.unravel_index(flat, da.shape), strict=True))
+
+
+def _parameter(method: str, value: float) -> str:
+    if method == "ridge":
+        return f"γ/λ_max={value:.3g}"
+    if method in ("rrr", "pca"):
+        return f"k={int(value)}"
+    return ""
+
+
+def _text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
