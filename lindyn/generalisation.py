@@ -58,7 +58,7 @@ RIDGE_GRID = np.logspace(-6, 2, 33)
 BASELINES = ("zero", "ols", "ridge", "rrr", "pca")
 # Depths whose paths the summary lists, and its columns.
 SUMMARY_DEPTHS = (1, 2, 3)
-SUMMARY_COLUMNS = ("method", "parameter", "test_loss", "train_loss", "step")
+SUMMARY_COLUMNS = ("method", "parameter", "test_loss", "train_loss", "step", "at_stop")
 
 
 def _estimators(stats: Stats) -> list[tuple[str, float, np.ndarray]]:
@@ -133,8 +133,10 @@ def path_losses(runs: xr.Dataset) -> xr.Dataset:
     -------
     xarray.Dataset
         Over the runs' grid dims: ``best_test_loss``, ``best_step``,
-        ``train_loss_at_best``, ``final_test_loss``; NaN for runs that diverged
-        or are missing.
+        ``train_loss_at_best``, ``final_test_loss`` and ``best_at_stop`` (1 where
+        the best is the run's last logged step: no early stopping was needed
+        before the run's stop rule ended it); NaN for runs that diverged or are
+        missing.
     """
     import xarray as xr
 
@@ -152,6 +154,8 @@ def path_losses(runs: xr.Dataset) -> xr.Dataset:
             "best_step": best_step,
             "train_loss_at_best": runs["loss"].where(step == best_step).max("step"),
             "final_test_loss": test.where(step == last).max("step"),
+            # the best is the last logged step: the test loss was still falling at the stop
+            "best_at_stop": (best_step == last).where(best.notnull()),
         }
     )
     out["best_test_loss"].attrs = {"long_name": "smallest test loss over the logged steps"}
@@ -193,8 +197,9 @@ def summary(ds: xr.Dataset) -> pd.DataFrame:
     pandas.DataFrame
         One row per estimator (``method``: a baseline, or ``gd L=…``): its best
         ``parameter`` (γ/λ_max, rank k, or the run's cell), ``test_loss``,
-        ``train_loss``, and ``step`` for the paths; sorted by test loss, the
-        first row the winner.
+        ``train_loss``, and for the paths ``step`` and ``at_stop`` (1: the best
+        is the run's last logged step); sorted by test loss, the first row the
+        winner.
     """
     rows = []
     fitted = ds[["train_loss", "test_loss"]]
@@ -211,6 +216,7 @@ def summary(ds: xr.Dataset) -> pd.DataFrame:
                 "test_loss": float(row["test_loss"]),
                 "train_loss": float(row["train_loss"]),
                 "step": np.nan,
+                "at_stop": np.nan,
             }
         )
     for depth in SUMMARY_DEPTHS:
@@ -228,6 +234,7 @@ def summary(ds: xr.Dataset) -> pd.DataFrame:
                 "test_loss": float(best.sel(cell)),
                 "train_loss": float(at["train_loss_at_best"].sel(cell)),
                 "step": float(at["best_step"].sel(cell)),
+                "at_stop": float(at["best_at_stop"].sel(cell)),
             }
         )
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

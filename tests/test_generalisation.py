@@ -212,6 +212,7 @@ def test_path_losses_on_trajectories_made_by_hand():
     assert float(first["best_step"]) == 10
     assert float(first["train_loss_at_best"]) == 1.8
     assert float(first["final_test_loss"]) == 2.5  # its last logged step, 100
+    assert float(first["best_at_stop"]) == 0  # early stopping helped: 2.0 < 2.5
     assert out.sel(depth=2)["best_test_loss"].isnull()  # a diverged run is no measurement
 
 

@@ -239,7 +239,10 @@ def build_report(
         "stopping). The path of depth L ≥ 2 visits the reduced-rank solutions in turn, so "
         "its early-stopped test loss is to be read against the rrr column; depth 1 "
         "against ridge, which early-stopped gradient descent on a linear model "
-        f"approximates. Figure: {link('fig9_generalisation')}.",
+        'approximates. "At the stop": the best is the run\'s last logged step, the test '
+        "loss still falling when the run's stop rule (config `stop`, `budget`) ended it; "
+        "the path's best beyond it is not measured. "
+        f"Figure: {link('fig9_generalisation')}.",
         "",
         tables.generalisation_table(results),
         "",

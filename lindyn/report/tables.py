@@ -378,7 +378,7 @@ def generalisation_table(results: Mapping[str, DatasetResults]) -> str:
             row = best.loc[method]
             detail = row["parameter"] if method in ("ridge", "rrr", "pca") else ""
             if method.startswith("gd"):
-                detail = f"t = {fmt(row['step'])}"
+                detail = f"t = {fmt(row['step'])}" + (", at the stop" if row["at_stop"] else "")
             cells.append(f"{fmt(row['test_loss'])}" + (f" ({detail})" if detail else ""))
         rows.append([res.name, str(int(gen.attrs["n_test"])), *cells, best.index[0]])
     if not rows:
