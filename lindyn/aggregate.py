@@ -17,11 +17,6 @@ Outputs, in ``results/aggregate/{dataset}/`` (:mod:`lindyn.paths`):
     Per depth-2 run: the largest Theorem 3 violation over steps and components,
     the bracket ratio ``t⁺/t⁻``, the measured crossing's position in it, and
     whether consecutive components are separated (Corollary 3).
-``generalisation.zarr.zip`` / ``generalisation.csv``
-    For a dataset with a test set (:mod:`lindyn.generalisation`): the classical
-    estimators' training and test losses, each run's best test loss along its
-    path; the CSV file is the summary, best of each estimator first. Without a
-    test set the store is empty but for a note, and the CSV has no rows.
 ``path.zarr.zip`` / ``path.csv``
     Per run and ``k``: the smallest distance to ``W_k^seq`` and ``W_k^RRR``
     relative to their norms, and the logged-step window where it stays within
@@ -41,18 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 from numpy.typing import NDArray
 
 from lindyn import flow, theory
 from lindyn.blocks import Block
 from lindyn.dask_cluster import dask_client
-from lindyn.generalisation import SUMMARY_COLUMNS, generalisation, summary
 from lindyn.paths import aggregate_kind, aggregate_path, csv_path, stats_path
 from lindyn.provenance import provenance
 from lindyn.runs import GRID_DIMS, MISSING, USABLE_STATUSES
-from lindyn.stats import Stats
 from lindyn.store import StoreError, open_block, read_stats, write_atomically, write_store
 
 __all__ = [
@@ -433,26 +425,6 @@ def _table(ds: xr.Dataset, path: Path) -> None:
     write_atomically(path, lambda tmp: frame.reset_index().to_csv(tmp, index=False))
 
 
-def _write_generalisation(
-    stats: Stats, runs: xr.Dataset, results: str | Path, dataset: str, attrs: dict[str, Any]
-) -> dict[str, Path]:
-    """The generalisation store and its summary CSV (empty without a test set)."""
-    name = "generalisation"
-    if stats.held_out is None:
-        table = xr.Dataset(attrs={"note": "no test set (test_fraction 0, no test file)"})
-        frame = pd.DataFrame(columns=list(SUMMARY_COLUMNS))
-    else:
-        table = generalisation(stats, runs).compute()
-        frame = summary(table)
-    table.attrs = {**table.attrs, "kind": aggregate_kind(name), **attrs}
-    csv = csv_path(results, dataset, name)
-    write_atomically(csv, lambda tmp: frame.to_csv(tmp, index=False))
-    return {
-        name: write_store(table, aggregate_path(results, dataset, name)),
-        f"{name}_csv": csv,
-    }
-
-
 def aggregate(
     blocks: Sequence[tuple[str | Path, Block]],
     results: str | Path,
@@ -554,7 +526,6 @@ def aggregate(
                 paths[name] = write_store(table, aggregate_path(results, dataset, name))
                 paths[f"{name}_csv"] = csv_path(results, dataset, name)
                 _table(table, paths[f"{name}_csv"])
-            paths |= _write_generalisation(stats, runs, results, dataset, attrs)
     finally:
         if client is not None:
             client.close()

@@ -142,6 +142,27 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_generalise(args: argparse.Namespace) -> None:
+    from lindyn.generalisation import study, summary
+    from lindyn.store import read_stats, write_atomically, write_store
+
+    stats = read_stats(args.stats, dataset=args.label)
+    ds = study(
+        stats,
+        args.depth,
+        args.eta,
+        args.delta,
+        args.width,
+        args.max_steps,
+        args.log_density,
+        args.tol,
+    )
+    write_store(ds, args.out)
+    table = summary(ds)
+    write_atomically(args.csv, lambda tmp: table.to_csv(tmp, index=False))
+    print(table.to_string(index=False))
+
+
 def _cmd_aggregate(args: argparse.Namespace) -> None:
     from lindyn.aggregate import aggregate
     from lindyn.blocks import block_path, plan_blocks
@@ -202,7 +223,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lindyn`` command."""
-    from lindyn.config import default
+    from lindyn.config import default, describe
     from lindyn.init import INIT_MODES
     from lindyn.paths import QUERY_TABLES
 
@@ -233,6 +254,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", choices=["auto", "numba", "numpy"], default="auto")
     p.add_argument("--out", required=True, help="output block store (BLOCK.zarr.zip)")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser(
+        "generalise", help="a dataset's generalisation study: paths to convergence, estimators"
+    )
+    p.add_argument("--stats", required=True, help="statistics store with a test set")
+    p.add_argument("--label", help="dataset name the store must be of")
+    for key, kind, nargs in (
+        ("depth", int, "+"),
+        ("eta", float, None),
+        ("delta", float, None),
+        ("width", int, None),
+        ("max_steps", int, None),
+        ("log_density", int, None),
+        ("tol", float, None),
+    ):
+        name = f"generalisation.{key}"
+        p.add_argument(
+            f"--{key.replace('_', '-')}",
+            type=kind,
+            nargs=nargs,
+            default=default(name),
+            help=f"{describe(name)['description']} (config {name}; default %(default)s)",
+        )
+    p.add_argument("--out", required=True, help="output store (STUDY.zarr.zip)")
+    p.add_argument("--csv", required=True, help="output summary table (.csv)")
+    p.set_defaults(func=_cmd_generalise)
 
     p = sub.add_parser("aggregate", help="combine one dataset's block stores (Dask)")
     p.add_argument("dataset", help="dataset name in the configuration")

@@ -27,6 +27,12 @@ and the path itself: per run, the smallest test loss over its logged steps
 (early stopping with an oracle on the test set, as the other estimators' best
 parameter is chosen on it too), the step where it occurs, the training loss
 there, and the test loss at the run's last logged step.
+
+:func:`study` is the pipeline's generalisation study (rule ``generalisation``,
+config ``generalisation``): aligned runs of a few depths, run until they
+converge or reach ``max_steps`` (not stopped at the crossings, as the grid's
+runs are by default), so that each path's whole course, overfitting included,
+is measured.
 """
 
 from __future__ import annotations
@@ -44,13 +50,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASELINES",
+    "KIND",
     "RIDGE_GRID",
     "SUMMARY_COLUMNS",
     "baselines",
     "generalisation",
     "path_losses",
+    "study",
     "summary",
 ]
+
+# The `kind` attribute of a generalisation study's store, checked when it is read.
+KIND = "lindyn.generalisation"
 
 # Ridge penalties γ / λ_max(Σx): eight decades, four values a decade.
 RIDGE_GRID = np.logspace(-6, 2, 33)
@@ -184,6 +195,71 @@ def generalisation(stats: Stats, runs: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def study(
+    stats: Stats,
+    depth: list[int],
+    eta: float,
+    delta: float,
+    width: int,
+    max_steps: int,
+    log_density: int,
+    tol: float,
+) -> xr.Dataset:
+    """The generalisation study of one dataset: its paths to convergence and the estimators.
+
+    Parameters
+    ----------
+    stats : Stats
+        With a test set.
+    depth : list of int
+        Depths of the paths (aligned init).
+    eta, delta : float
+        Step size and init scale of every path.
+    width : int
+        Hidden width.
+    max_steps, log_density, tol : int, int, float
+        Each path runs until it converges (``tol``) or diverges, or for
+        ``max_steps`` steps (:class:`lindyn.sweeps.RunSettings`).
+
+    Returns
+    -------
+    xarray.Dataset
+        :func:`generalisation` of the paths, plus their logged ``path_test_loss``
+        and ``path_train_loss`` (dims ``depth``, ``step``) and ``stop_step``.
+    """
+    from lindyn.provenance import provenance
+    from lindyn.sweeps import sweep
+
+    runs = sweep(
+        stats,
+        depth,
+        eta,
+        delta,
+        "aligned",
+        width=width,
+        max_steps=max_steps,
+        log_density=log_density,
+        tol=tol,
+        budget="fixed",
+        stop="converged",
+    ).squeeze(["eta", "delta"])
+    out = generalisation(stats, runs)
+    out["path_test_loss"] = runs["test_loss"]
+    out["path_train_loss"] = runs["loss"]
+    out["stop_step"] = runs["stop_step"]
+    out.attrs |= {
+        "kind": KIND,
+        "dataset": runs.attrs["dataset"],
+        "stats_hash": stats.stats_hash,
+        "settings": runs.attrs["settings"],
+        "eta": eta,
+        "delta": delta,
+        "width": width,
+        **provenance(),
+    }
+    return out
+
+
 def summary(ds: xr.Dataset) -> pd.DataFrame:
     """The best of each estimator and of the paths of depth 1, 2 and 3, by test loss.
 
@@ -227,10 +303,12 @@ def summary(ds: xr.Dataset) -> pd.DataFrame:
         if not best.notnull().any():
             continue
         cell = {dim: at[dim].values[i] for dim, i in _argmin(best).items()}
+        # a study's paths have one cell, its settings in the attributes
+        where = cell or {key: ds.attrs[key] for key in ("eta", "delta") if key in ds.attrs}
         rows.append(
             {
                 "method": f"gd L={depth}",
-                "parameter": ", ".join(f"{dim}={_text(value)}" for dim, value in cell.items()),
+                "parameter": ", ".join(f"{dim}={_text(value)}" for dim, value in where.items()),
                 "test_loss": float(best.sel(cell)),
                 "train_loss": float(at["train_loss_at_best"].sel(cell)),
                 "step": float(at["best_step"].sel(cell)),

@@ -17,13 +17,14 @@ __all__ = [
     "aggregate_kind",
     "aggregate_path",
     "csv_path",
+    "generalisation_path",
     "stats_path",
 ]
 
 # The aggregated stores of a dataset (lindyn.aggregate), in the order they are written.
-AGGREGATES = ("trajectories", "phase_times", "bounds", "path", "generalisation")
-# The aggregated tables that are also written as CSV files (generalisation: its summary).
-CSV_TABLES = ("phase_times", "bounds", "path", "generalisation")
+AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
+# The aggregated tables that are also written as CSV files.
+CSV_TABLES = ("phase_times", "bounds", "path")
 # What each table of `lindyn query` shows: its aggregated store and columns.
 QUERY_COLUMNS = {
     "phase": (
@@ -58,7 +59,7 @@ QUERY_COLUMNS = {
     ),
 }
 # The tables of `lindyn query`: the aggregated ones, Table 1, the runs with their staleness,
-# and the generalisation summary (lindyn.generalisation.summary).
+# and the generalisation studies' summaries (lindyn.generalisation.summary).
 QUERY_TABLES = (*QUERY_COLUMNS, "eps", "runs", "generalisation")
 
 
@@ -79,6 +80,11 @@ def csv_path(results: str | Path, dataset: str, name: str) -> Path:
     if name not in CSV_TABLES:
         raise ValueError(f"no CSV table {name!r}; one of {', '.join(CSV_TABLES)}")
     return Path(results) / "aggregate" / dataset / f"{name}.csv"
+
+
+def generalisation_path(results: str | Path, dataset: str, suffix: str = ".zarr.zip") -> Path:
+    """A dataset's generalisation study (:mod:`lindyn.generalisation`): store, or ``.csv``."""
+    return Path(results) / "generalisation" / f"{dataset}{suffix}"
 
 
 def aggregate_kind(name: str) -> str:

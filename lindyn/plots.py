@@ -1434,80 +1434,55 @@ def figure_separation(
 BASELINE_STYLES = {"ols": ":", "ridge": "--", "rrr": "-.", "pca": (0, (1, 3))}
 
 
-def _best_cell(best: xr.DataArray) -> dict[str, Any] | None:
-    """Coordinates of the smallest value of ``best`` (None when it is all NaN)."""
-    if not best.notnull().any():
-        return None
-    index = np.unravel_index(int(np.nanargmin(best.values)), best.shape)
-    return {dim: best[dim].values[i] for dim, i in zip(best.dims, index, strict=True)}
-
-
-def figure_generalisation(stores: Mapping[str, tuple[xr.Dataset, xr.Dataset]]) -> Figure:
+def figure_generalisation(studies: Mapping[str, xr.Dataset]) -> Figure:
     """Test loss along the paths against the classical estimators, one row per dataset.
 
     Parameters
     ----------
-    stores : mapping
-        Dataset name -> (generalisation store, trajectories store); datasets
-        without a test set are left out.
+    studies : mapping
+        Dataset name -> generalisation study (:func:`lindyn.generalisation.study`).
 
     Returns
     -------
     Figure
-        Left: test (solid) and training (dashed) loss along the best run of each
-        depth, the best of each estimator as a horizontal line. Right: the test
-        loss of reduced-rank regression and of PCA regression by rank k, the
-        paths' best as horizontal lines.
+        Left: test (solid) and training (dashed) loss along the path of each
+        depth, its best test loss marked, the best of each estimator as a grey
+        horizontal line. Right: the test loss of reduced-rank and PCA regression
+        by rank k, each path's best as a horizontal line.
     """
-    usable = {n: s for n, s in stores.items() if "test_loss" in s[0]}
-    if not usable:
+    if not studies:
         return placeholder("generalisation", "no dataset with a test set")
-    fig = new_figure("generalisation", rows=len(usable))
-    axes = fig.subplots(len(usable), 2, squeeze=False)
-    for (name, (gen, traj)), (ax_path, ax_rank) in zip(usable.items(), axes, strict=True):
-        methods = gen["method"].values
-        best = {
-            method: float(gen["test_loss"].values[methods == method].min())
-            for method in BASELINE_STYLES
-            if (methods == method).any()
-        }
-        for depth in gen["depth"].values:
-            cell = _best_cell(gen["best_test_loss"].sel(depth=depth))
-            if cell is None:
-                continue
-            run = traj.sel(depth=depth).sel(cell)
-            steps = run["step"].values
-            shown = steps > 0  # log axis
+    fig = new_figure("generalisation", rows=len(studies))
+    axes = fig.subplots(len(studies), 2, squeeze=False)
+    for (name, study), (ax_path, ax_rank) in zip(studies.items(), axes, strict=True):
+        methods = study["method"].values
+        steps = study["step"].values
+        shown = steps > 0  # log axis
+        for depth in study["depth"].values:
+            path = study.sel(depth=depth)
             color = depth_color(depth)
             ax_path.plot(
                 steps[shown],
-                run["test_loss"].values[shown],
+                path["path_test_loss"].values[shown],
                 color=color,
-                label=f"L = {depth}, test",
+                label=f"L = {depth}",
             )
             ax_path.plot(
-                steps[shown],
-                run["loss"].values[shown],
-                color=color,
-                ls="--",
-                lw=0.8,
-                label=f"L = {depth}, train",
+                steps[shown], path["path_train_loss"].values[shown], color=color, ls="--", lw=0.8
             )
-            ax_rank.axhline(
-                float(gen["best_test_loss"].sel(depth=depth).min()),
-                color=color,
-                lw=1,
-                label=f"best along L = {depth}",
-            )
-        for method, value in best.items():
-            ax_path.axhline(
-                value, color="0.3", ls=BASELINE_STYLES[method], lw=1, label=f"best {method}"
-            )
+            best = float(path["best_test_loss"])
+            ax_path.plot(float(path["best_step"]), best, "o", color=color, ms=5)
+            ax_rank.axhline(best, color=color, lw=1, label=f"best along L = {depth}")
+        for method, style in BASELINE_STYLES.items():
+            chosen = methods == method
+            if chosen.any():
+                value = float(study["test_loss"].values[chosen].min())
+                ax_path.axhline(value, color="0.3", ls=style, lw=1, label=f"best {method}")
         for method, marker in (("rrr", "o"), ("pca", ".")):
             chosen = methods == method
             ax_rank.plot(
-                gen["parameter"].values[chosen],
-                gen["test_loss"].values[chosen],
+                study["parameter"].values[chosen],
+                study["test_loss"].values[chosen],
                 color="0.3",
                 marker=marker,
                 ms=3,
@@ -1518,14 +1493,15 @@ def figure_generalisation(stores: Mapping[str, tuple[xr.Dataset, xr.Dataset]]) -
         ax_path.set(
             xscale="log",
             xlabel="step t",
-            ylabel="loss",
-            title=f"{name}: test loss along the best run of each depth",
+            ylabel="loss (solid: test, dashed: training)",
+            title=f"{name}: paths at η = {study.attrs['eta']:g}, δ = {study.attrs['delta']:g} "
+            "(o: best test loss)",
         )
         ax_rank.set(
             xscale="log",
             xlabel="rank k",
             ylabel="test loss",
-            title=f"{name}: estimators of rank k ({int(gen.attrs['n_test'])} test rows)",
+            title=f"{name}: estimators of rank k ({int(study.attrs['n_test'])} test rows)",
         )
         for ax in (ax_path, ax_rank):
             ax.legend(fontsize=7, ncols=2)

@@ -203,19 +203,17 @@ def _eps_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
 
 
 def _generalisation_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
-    """Per dataset with a test set, :func:`lindyn.generalisation.summary` (winner first)."""
-    from lindyn.generalisation import summary
+    """Per generalisation study, :func:`lindyn.generalisation.summary` (winner first)."""
+    from lindyn.generalisation import KIND, summary
 
     frames = []
-    for dataset in _datasets(results):
-        path = aggregate_path(results, dataset, "generalisation")
-        if (datasets and dataset not in datasets) or not path.exists():
+    for study in sorted((results / "generalisation").glob("*.zarr.zip")):
+        dataset = study.name.removesuffix(".zarr.zip")
+        if datasets and dataset not in datasets:
             continue
-        store = _open_aggregate(
-            results, dataset, "generalisation", _identity(results, dataset), lazy=False
+        store = open_store(
+            study, "generalisation study", kind=KIND, expected=_identity(results, dataset)
         )
-        if "test_loss" not in store:  # no test set
-            continue
         frame = summary(store)
         frame.insert(0, "dataset", dataset)
         frames.append(frame)

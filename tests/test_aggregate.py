@@ -27,7 +27,6 @@ from lindyn.aggregate import (
 )
 from lindyn.blocks import block_path, plan_blocks
 from lindyn.config import validated
-from lindyn.generalisation import SUMMARY_COLUMNS
 from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path, csv_path, stats_path
 from lindyn.runs import GRID_DIMS, MISSING, USABLE_STATUSES
 from lindyn.store import StoreError, open_block, open_store, read_stats
@@ -213,13 +212,7 @@ def test_aggregate_writes_every_store_and_table(in_process_results):
         assert stored.attrs["n_runs"] == sum(block.cells for block in BLOCKS) == 24
         counts = json.loads(stored.attrs["status_counts"])
         assert MISSING not in counts and sum(counts.values()) == 24
-    # without a test set the generalisation store holds a note and its summary no row
-    assert "no test set" in _stored(in_process_results, "generalisation").attrs["note"]
-    summary = pd.read_csv(csv_path(in_process_results, DATASET, "generalisation"))
-    assert summary.empty and list(summary.columns) == list(SUMMARY_COLUMNS)
     for name in CSV_TABLES:
-        if name == "generalisation":
-            continue
         csv = pd.read_csv(csv_path(in_process_results, DATASET, name))
         table = _stored(in_process_results, name)
         values = [v for v in table.data_vars if table[v].dtype.kind == "f"]

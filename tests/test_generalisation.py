@@ -8,18 +8,20 @@ the test rows themselves with the naive full-data loop's iterates.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from helpers import product, random_problem
 
 import lindyn
+from lindyn.cli import main
 from lindyn.datasets import DatasetError, load_dataset
 from lindyn.datasets.preprocess import split_rows
 from lindyn.gd import log_schedule, naive_gd
-from lindyn.generalisation import BASELINES, RIDGE_GRID, baselines, path_losses, summary
+from lindyn.generalisation import BASELINES, KIND, RIDGE_GRID, baselines, path_losses, summary
 from lindyn.init import init_layers
 from lindyn.stats import HeldOut, dataset_stats
-from lindyn.store import read_stats, write_stats
+from lindyn.store import open_store, read_stats, write_stats
 
 
 def _direct_loss(X: np.ndarray, Y: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -214,6 +216,28 @@ def test_path_losses_on_trajectories_made_by_hand():
     assert float(first["final_test_loss"]) == 2.5  # its last logged step, 100
     assert float(first["best_at_stop"]) == 0  # early stopping helped: 2.0 < 2.5
     assert out.sel(depth=2)["best_test_loss"].isnull()  # a diverged run is no measurement
+
+
+def test_the_study_runs_paths_to_convergence_and_summarises_them(digits, tmp_path):
+    stats = _stats(digits)
+    stats_file = write_stats(stats, tmp_path / "digits.zarr.zip")
+    out, csv = tmp_path / "study.zarr.zip", tmp_path / "study.csv"
+    arguments = "--depth 1 2 --eta 0.2 --delta 1 --width 10 --max-steps 3000".split()
+    command = ["generalise", "--stats", str(stats_file), *arguments]
+    assert main([*command, "--out", str(out), "--csv", str(csv)]) == 0
+    study = open_store(
+        out, "generalisation study", kind=KIND, expected={"stats_hash": stats.stats_hash}
+    )
+    assert study.attrs["eta"] == 0.2 and study.attrs["delta"] == 1.0
+    assert list(study["depth"].values) == [1, 2]
+    # the paths ran past the crossings: to convergence or to max_steps
+    assert set(study["status"].values) <= {"converged", "max_steps"}
+    assert (study["stop_step"] > 0).all()
+    best = study["path_test_loss"].min("step")
+    xr.testing.assert_allclose(best, study["best_test_loss"])
+    table = pd.read_csv(csv)
+    assert set(table["method"]) == {*BASELINES, "gd L=1", "gd L=2"}
+    assert (table.set_index("method").loc["gd L=1", "parameter"]) == "eta=0.2, delta=1"
 
 
 def test_summary_puts_the_winner_first(digits):

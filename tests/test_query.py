@@ -17,13 +17,15 @@ import pytest
 import xarray as xr
 from conftest import IN_PROCESS_CONFIG
 
-from lindyn import query
+from lindyn import generalisation, query
 from lindyn.blocks import block_path, plan_blocks
 from lindyn.cli import main
 from lindyn.config import validated
-from lindyn.paths import AGGREGATES, QUERY_COLUMNS, aggregate_path, stats_path
+from lindyn.datasets import load_dataset
+from lindyn.paths import AGGREGATES, QUERY_COLUMNS, aggregate_path, generalisation_path, stats_path
 from lindyn.runs import MISSING
-from lindyn.store import open_store, read_stats
+from lindyn.stats import dataset_stats
+from lindyn.store import open_store, read_stats, write_store
 
 DATASET = "commuting"
 CONFIG = validated(IN_PROCESS_CONFIG)
@@ -177,3 +179,16 @@ def test_where_expects_axis_equals_value():
         query.query_main(
             argparse.Namespace(results="results", table="phase", where=["depth"], format="csv")
         )
+
+
+def test_generalisation_table_is_each_studys_summary(results_copy):
+    assert query.query_table(results_copy, "generalisation").empty  # no test set here
+    data = load_dataset("digits", n=300)
+    stats = dataset_stats(data.X, data.Y, None, data.meta, data.X_test, data.Y_test)
+    study = generalisation.study(stats, [1, 2], 0.2, 1.0, 10, 500, 10, 1e-8)
+    write_store(study, generalisation_path(results_copy, "digits"))
+    frame = query.query_table(results_copy, "generalisation")
+    expected = generalisation.summary(study)
+    assert (frame["dataset"] == "digits").all()
+    pd.testing.assert_frame_equal(frame.drop(columns="dataset"), expected)
+    assert query.query_table(results_copy, "generalisation", {"dataset": ["x"]}).empty

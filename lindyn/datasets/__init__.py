@@ -49,6 +49,7 @@ __all__ = [
     "Data",
     "DatasetError",
     "Loader",
+    "holds_out",
     "load_dataset",
     "loader_options",
     "parse_options",
@@ -152,12 +153,30 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """
     loader = _loader(name)
     resolved = resolve(name, loader.options, options)
-    for key in ("path", "labels"):
+    for key in ("path", "labels", "test_path"):
         value = resolved.get(key)
         for item in [value] if isinstance(value, str) else value or []:
             if not Path(item).exists():
                 raise DatasetError(f"loader {name!r}: option {key!r}: {item} does not exist")
     return resolved
+
+
+def holds_out(name: str, options: Mapping[str, Any]) -> bool:
+    """Whether a loader with these options gives a test set (``test_fraction`` or a file).
+
+    Parameters
+    ----------
+    name : str
+        A loader name from `LOADERS`.
+    options : mapping
+        The loader's options, typed or as strings.
+
+    Returns
+    -------
+    bool
+    """
+    resolved = resolve(name, _loader(name).options, options)
+    return bool(resolved["test_fraction"]) or resolved.get("test_path") is not None
 
 
 def parse_options(name: str, items: Iterable[str]) -> dict[str, Any]:

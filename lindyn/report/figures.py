@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lindyn.paths import AGGREGATES, aggregate_path, stats_path
+from lindyn.paths import AGGREGATES, aggregate_path, generalisation_path, stats_path
 
 __all__ = ["FIGURES", "figure_datasets", "figure_inputs", "make_figure", "report_targets"]
 
@@ -77,6 +77,15 @@ def figure_inputs(
     """The stores a figure reads, as workflow paths (statistics, then aggregates)."""
     names = figure_datasets(figure, datasets)
     paths = [stats_path(results, name) for name in names]
+    if figure == "fig9_generalisation":
+        from lindyn.datasets import holds_out
+
+        held = [
+            n for n in names if holds_out(datasets[n]["loader"], datasets[n].get("options", {}))
+        ]
+        return [str(path) for path in paths] + [
+            str(generalisation_path(results, name)) for name in held
+        ]
     if aggregates:
         paths += [aggregate_path(results, name, store) for name in names for store in AGGREGATES]
     return [str(path) for path in paths]
@@ -157,11 +166,7 @@ def make_figure(
         )
     elif figure == "fig9_generalisation":
         fig = plots.figure_generalisation(
-            {
-                n: (r.generalisation, r.trajectories)
-                for n, r in results.items()
-                if r.generalisation is not None and r.trajectories is not None
-            }
+            {n: r.generalisation for n, r in results.items() if r.generalisation is not None}
         )
     else:  # fig7_path
         usable = {

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lindyn.paths import AGGREGATES, aggregate_kind, aggregate_path, stats_path
+from lindyn.paths import (
+    AGGREGATES,
+    aggregate_kind,
+    aggregate_path,
+    generalisation_path,
+    stats_path,
+)
 from lindyn.runs import GRID_DIMS
 
 if TYPE_CHECKING:
@@ -30,9 +36,6 @@ __all__ = [
     "tidy",
 ]
 
-# The aggregated stores the paper's claims are judged on (the generalisation store is
-# beyond the paper: its section says when it is missing).
-CLAIM_STORES = ("trajectories", "phase_times", "bounds", "path")
 # Variables of the path store that are per rank k; any other is the run's own.
 K_VARIABLES = (
     "dist_seq",
@@ -60,6 +63,7 @@ class DatasetResults:
     phase_times: xr.Dataset | None = None
     bounds: xr.Dataset | None = None
     path: xr.Dataset | None = None
+    # the generalisation study (lindyn.generalisation.study), if the dataset has a test set
     generalisation: xr.Dataset | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -84,8 +88,8 @@ class DatasetResults:
 
     @property
     def complete(self) -> bool:
-        """Whether every aggregated store the claims read is there."""
-        return all(getattr(self, name) is not None for name in CLAIM_STORES)
+        """Whether every aggregated store is there."""
+        return all(getattr(self, name) is not None for name in AGGREGATES)
 
 
 def _scalar(ds: xr.Dataset | None, name: str) -> float:
@@ -137,6 +141,7 @@ def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
         Naming a store that is damaged, unverifiable or not this dataset's, and
         how to recompute it.
     """
+    from lindyn.generalisation import KIND as GENERALISATION_KIND
     from lindyn.store import STATS_KIND, open_store
 
     res = DatasetResults(name=name, stats=None)
@@ -154,6 +159,14 @@ def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
         if "status" in ds:
             ds["status"] = ds["status"].astype(str)
         setattr(res, key, ds)
+    study = generalisation_path(results, name)
+    if study.exists():  # datasets without a test set have no generalisation study
+        expected = {"dataset": name}
+        if res.stats is not None:
+            expected["stats_hash"] = res.stats.attrs["stats_hash"]
+        res.generalisation = open_store(
+            study, "generalisation study", kind=GENERALISATION_KIND, expected=expected
+        )
     return res
 
 

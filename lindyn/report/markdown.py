@@ -232,16 +232,17 @@ def build_report(
         "### Generalisation along the path",
         "",
         "Test loss 1/(2n′)‖Y′ − X′W‖² on each dataset's held-out rows, exact from their "
-        "statistics. Each estimator at its best parameter on the test set (an oracle, the "
-        "same for all): least squares, ridge over γ/λ_max in 10⁻⁶…10², reduced-rank "
-        "regression over its rank k, PCA regression over its number of components; for "
-        "gradient descent, the best logged step of the best run of each depth (early "
-        "stopping). The path of depth L ≥ 2 visits the reduced-rank solutions in turn, so "
-        "its early-stopped test loss is to be read against the rrr column; depth 1 "
-        "against ridge, which early-stopped gradient descent on a linear model "
-        'approximates. "At the stop": the best is the run\'s last logged step, the test '
-        "loss still falling when the run's stop rule (config `stop`, `budget`) ended it; "
-        "the path's best beyond it is not measured. "
+        "statistics, for every dataset with a test set (config `generalisation`: aligned "
+        "paths of each depth at one η and δ, run until they converge or for `max_steps`, "
+        "not stopped at the crossings). Each estimator at its best parameter on the test "
+        "set (an oracle, the same for all): least squares, ridge over γ/λ_max in "
+        "10⁻⁶…10², reduced-rank regression over its rank k, PCA regression over its number "
+        "of components; for gradient descent, the path's best logged step (early "
+        "stopping), and in brackets that step and the test loss at the path's end. The "
+        "path of depth L ≥ 2 visits the reduced-rank solutions in turn: read its "
+        "early-stopped test loss against the rrr column; depth 1 against ridge, which "
+        "early-stopped gradient descent on a linear model approximates. 'at the end': the "
+        "test loss was still falling when the path stopped. "
         f"Figure: {link('fig9_generalisation')}.",
         "",
         tables.generalisation_table(results),

@@ -378,8 +378,13 @@ def generalisation_table(results: Mapping[str, DatasetResults]) -> str:
             row = best.loc[method]
             detail = row["parameter"] if method in ("ridge", "rrr", "pca") else ""
             if method.startswith("gd"):
-                detail = f"t = {fmt(row['step'])}" + (", at the stop" if row["at_stop"] else "")
-            cells.append(f"{fmt(row['test_loss'])}" + (f" ({detail})" if detail else ""))
+                depth = int(method.removeprefix("gd L="))
+                final = float(gen["final_test_loss"].sel(depth=depth))
+                detail = f"t = {fmt(row['step'])}, " + (
+                    "at the end" if row["at_stop"] else f"end: {fmt(final, 4)}"
+                )
+            # four digits: the best estimators differ in the third
+            cells.append(f"{fmt(row['test_loss'], 4)}" + (f" ({detail})" if detail else ""))
         rows.append([res.name, str(int(gen.attrs["n_test"])), *cells, best.index[0]])
     if not rows:
         return "_No dataset has a test set (option test_fraction, or a test file)._"

@@ -8,8 +8,16 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
-from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path, csv_path, stats_path
-from lindyn.config import DATASET_PATTERN, ConfigError, validated
+from lindyn.datasets import holds_out
+from lindyn.paths import (
+    AGGREGATES,
+    CSV_TABLES,
+    aggregate_path,
+    csv_path,
+    generalisation_path,
+    stats_path,
+)
+from lindyn.config import DATASET_PATTERN, ConfigError, format_value, validated
 from lindyn.report.figures import FIGURES, figure_inputs, report_targets
 
 # Refuse a bad configuration before any job runs, with one line per problem naming
@@ -29,6 +37,15 @@ shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PA
 RESULTS = "results"
 # A dataset's statistics store, with the wildcard left in.
 STATS_STORE = str(stats_path(RESULTS, "{dataset}"))
+# A dataset's generalisation study: its store and summary table.
+GENERALISATION_STORE = str(generalisation_path(RESULTS, "{dataset}"))
+GENERALISATION_CSV = str(generalisation_path(RESULTS, "{dataset}", ".csv"))
+# The datasets with a test set, which get a generalisation study.
+GENERALISATION_DATASETS = [
+    name
+    for name, entry in config["datasets"].items()
+    if holds_out(entry["loader"], entry["options"])
+]
 
 
 wildcard_constraints:
@@ -95,9 +112,29 @@ def figure_output(figure, fmt):
     )
 
 
+def generalisation_outputs():
+    """Every generalisation study's store and summary table."""
+    return expand(
+        [GENERALISATION_STORE, GENERALISATION_CSV], dataset=GENERALISATION_DATASETS
+    )
+
+
+def generalisation_arguments():
+    """Config `generalisation` as `lindyn generalise` arguments (a rerun trigger)."""
+    settings = config["generalisation"]
+    return " ".join(
+        f"--{key.replace('_', '-')} {format_value(value).replace(',', ' ')}"
+        for key, value in sorted(settings.items())
+    )
+
+
 def all_targets():
-    return [
-        path
-        for dataset in config["datasets"]
-        for path in aggregate_outputs(dataset).values()
-    ] + report_targets(RESULTS)
+    return (
+        [
+            path
+            for dataset in config["datasets"]
+            for path in aggregate_outputs(dataset).values()
+        ]
+        + generalisation_outputs()
+        + report_targets(RESULTS)
+    )

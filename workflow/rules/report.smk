@@ -47,6 +47,7 @@ rule report:
             for dataset in config["datasets"]
             for path in aggregate_outputs(dataset).values()
         ],
+        generalisation=generalisation_outputs(),
         figures=[f"{RESULTS}/figures/{figure}.png" for figure in FIGURES],
     output:
         report(
