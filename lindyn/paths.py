@@ -17,6 +17,8 @@ __all__ = [
     "aggregate_kind",
     "aggregate_path",
     "csv_path",
+    "departure_fit_path",
+    "departure_path",
     "stats_path",
 ]
 
@@ -57,8 +59,9 @@ QUERY_COLUMNS = {
         ],
     ),
 }
-# The tables of `lindyn query`: the aggregated ones, Table 1 and the runs with their staleness.
-QUERY_TABLES = (*QUERY_COLUMNS, "eps", "runs")
+# The tables of `lindyn query`: the aggregated ones, Table 1, the runs with their staleness,
+# and the ε > 0 departure study (its measurements and its fitted law; lindyn.departure).
+QUERY_TABLES = (*QUERY_COLUMNS, "eps", "runs", "departure", "departure_fit")
 
 
 def stats_path(results: str | Path, dataset: str) -> Path:
@@ -83,3 +86,13 @@ def csv_path(results: str | Path, dataset: str, name: str) -> Path:
 def aggregate_kind(name: str) -> str:
     """The ``kind`` attribute of an aggregated store, checked when it is read."""
     return f"lindyn.aggregate.{name}"
+
+
+def departure_path(results: str | Path) -> Path:
+    """The ε > 0 departure study's store (:func:`lindyn.departure.measure`)."""
+    return Path(results) / "beyond" / "departure.zarr.zip"
+
+
+def departure_fit_path(results: str | Path) -> Path:
+    """The departure study's fitted law as CSV (:func:`lindyn.departure.fit_table`)."""
+    return Path(results) / "beyond" / "departure_fit.csv"

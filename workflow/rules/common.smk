@@ -8,7 +8,15 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
-from lindyn.paths import AGGREGATES, CSV_TABLES, aggregate_path, csv_path, stats_path
+from lindyn.paths import (
+    AGGREGATES,
+    CSV_TABLES,
+    aggregate_path,
+    csv_path,
+    departure_fit_path,
+    departure_path,
+    stats_path,
+)
 from lindyn.config import DATASET_PATTERN, ConfigError, validated
 from lindyn.report.figures import FIGURES, figure_inputs, report_targets
 
@@ -95,9 +103,25 @@ def figure_output(figure, fmt):
     )
 
 
+def departure_enabled():
+    """Whether the ε > 0 departure study runs (config `departure`)."""
+    return bool(config["departure"]["enabled"] and config["departure"]["perturbation"])
+
+
+def departure_targets():
+    """The departure study's store and fit (lindyn.paths), if it runs."""
+    if not departure_enabled():
+        return []
+    return [str(departure_path(RESULTS)), str(departure_fit_path(RESULTS))]
+
+
 def all_targets():
-    return [
-        path
-        for dataset in config["datasets"]
-        for path in aggregate_outputs(dataset).values()
-    ] + report_targets(RESULTS)
+    return (
+        [
+            path
+            for dataset in config["datasets"]
+            for path in aggregate_outputs(dataset).values()
+        ]
+        + departure_targets()
+        + report_targets(RESULTS)
+    )
