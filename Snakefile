@@ -12,7 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/aggregate.smk"
-include: "workflow/rules/generalisation.smk"
+include: "workflow/rules/beyond.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -17,6 +17,8 @@ __all__ = [
     "aggregate_kind",
     "aggregate_path",
     "csv_path",
+    "departure_fit_path",
+    "departure_path",
     "generalisation_path",
     "stats_path",
 ]
@@ -59,8 +61,9 @@ QUERY_COLUMNS = {
     ),
 }
 # The tables of `lindyn query`: the aggregated ones, Table 1, the runs with their staleness,
-# and the generalisation studies' summaries (lindyn.generalisation.summary).
-QUERY_TABLES = (*QUERY_COLUMNS, "eps", "runs", "generalisation")
+# the generalisation studies' summaries (lindyn.generalisation.summary) and the ε > 0
+# departure study (its measurements and its fitted law; lindyn.departure).
+QUERY_TABLES = (*QUERY_COLUMNS, "eps", "runs", "generalisation", "departure", "departure_fit")
 
 
 def stats_path(results: str | Path, dataset: str) -> Path:
@@ -90,3 +93,13 @@ def generalisation_path(results: str | Path, dataset: str, suffix: str = ".zarr.
 def aggregate_kind(name: str) -> str:
     """The ``kind`` attribute of an aggregated store, checked when it is read."""
     return f"lindyn.aggregate.{name}"
+
+
+def departure_path(results: str | Path) -> Path:
+    """The ε > 0 departure study's store (:func:`lindyn.departure.measure`)."""
+    return Path(results) / "beyond" / "departure.zarr.zip"
+
+
+def departure_fit_path(results: str | Path) -> Path:
+    """The departure study's fitted law as CSV (:func:`lindyn.departure.fit_table`)."""
+    return Path(results) / "beyond" / "departure_fit.csv"

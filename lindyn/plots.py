@@ -24,6 +24,7 @@ Figures (THEORY §10 for the paper's):
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ __all__ = [
     "FIGURE_SIZES",
     "cells",
     "figure_autoencoder",
+    "figure_departure",
     "figure_depth",
     "figure_eps",
     "figure_flow",
@@ -77,6 +79,7 @@ FIGURE_SIZES = {
     "path": (13.0, 9.0),
     "separation": (13.0, 9.0),
     "generalisation": (12.0, 4.0),
+    "departure": (12.0, 8.5),
 }
 DEPTH_COLORS = {
     1: "0.45",
@@ -1505,4 +1508,91 @@ def figure_generalisation(studies: Mapping[str, xr.Dataset]) -> Figure:
         )
         for ax in (ax_path, ax_rank):
             ax.legend(fontsize=7, ncols=2)
+# ------------------------------------------------------------------ departure
+
+
+DEPARTURE_PANELS = (
+    ("u_departure", "max_i max_t |u_i − u_i^(ε=0)| / ρ_i"),
+    ("crossing_shift", "max_i |t_i(0.5) − t_i^(ε=0)(0.5)| / t_i^(ε=0)(0.5)"),
+    ("bound_violation", "Theorem 3: max violation / ρ_i (depth 2)"),
+    ("product_departure", "max_t ‖W − W^(ε=0)‖_F / ‖W^(ε=0)(∞)‖_F"),
+)
+
+
+def figure_departure(ds: xr.Dataset | None) -> Figure:
+    """The ε > 0 departure law: each measure against ε_A1 on log-log axes.
+
+    One colour per depth, one marker per (η, δ) cell; points are the seeds, the
+    solid line their median, the dashed line the cell's fitted law C·ε_A1^α
+    (:func:`lindyn.departure.fit_table`), the dotted line the tolerance (10 %).
+    The ε = 0 runs (rounding level) have no place on a log axis; each panel's
+    title gives their largest value.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or None
+        A :func:`lindyn.departure.measure` store (None: the study did not run).
+    """
+    from lindyn.departure import cell_measures, study_fit
+
+    if ds is None:
+        return placeholder("departure", "no departure store (config departure disabled or not run)")
+    tolerance = float(json.loads(ds.attrs.get("settings", "{}")).get("tolerance", 0.1))
+    cells = cell_measures(ds).sortby("perturbation")
+    fit = study_fit(ds)
+    zero = cells.sel(perturbation=cells["perturbation"] == 0)
+    cells = cells.sel(perturbation=cells["perturbation"] > 0)
+    fig = new_figure("departure")
+    axes = fig.subplots(2, 2).ravel()
+    eps = cells["eps_a1"].transpose("perturbation", "seed").values
+    grid = np.geomspace(np.nanmin(eps), np.nanmax(eps), 50)
+    pairs = list(itertools.product(cells["eta"].values, cells["delta"].values))
+    for ax, (name, label) in zip(axes, DEPARTURE_PANELS, strict=True):
+        drawn = False
+        for depth in cells["depth"].values:
+            color = depth_color(int(depth))
+            for k, (eta, delta) in enumerate(pairs):
+                y = cells[name].sel(depth=depth, eta=eta, delta=delta)
+                y = y.transpose("perturbation", "seed").values
+                if not np.isfinite(y).any():
+                    continue
+                drawn = True
+                marker = MARKERS[k % len(MARKERS)]
+                shown = np.where(y > 0, y, np.nan)
+                ax.loglog(eps.ravel(), shown.ravel(), marker, color=color, ms=3, alpha=0.5)
+                ax.loglog(eps[:, 0], np.nanmedian(shown, axis=1), "-", color=color, lw=0.8)
+                row = fit[
+                    (fit["measure"] == name)
+                    & (fit["depth"] == depth)
+                    & (fit["eta"] == eta)
+                    & (fit["delta"] == delta)
+                ]
+                if len(row) and np.isfinite(row["alpha"].iloc[0]):
+                    law = row["C"].iloc[0] * grid ** row["alpha"].iloc[0]
+                    ax.loglog(grid, law, "--", color=color, lw=0.8)
+        if not drawn:
+            _note(ax, f"{name}: no value")
+            continue
+        ax.axhline(tolerance, color="k", ls=":", lw=1)
+        at_zero = float(zero[name].max()) if zero.sizes["perturbation"] else np.nan
+        title = label if not np.isfinite(at_zero) else f"{label}\n(ε = 0 runs: ≤ {at_zero:.1e})"
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("ε_A1 = ‖B‖_F / ‖Λ + B‖_F")
+        ax.set_ylabel("departure (relative)")
+    handles = [
+        Line2D([], [], color=depth_color(int(L)), label=f"depth {int(L)}")
+        for L in cells["depth"].values
+    ]
+    handles += [
+        Line2D(
+            [], [], color="0.4", marker=MARKERS[k % len(MARKERS)], ls="", label=f"η={e:g}, δ={d:g}"
+        )
+        for k, (e, d) in enumerate(pairs)
+    ]
+    handles += [
+        Line2D([], [], color="0.4", ls="--", label="fitted C·ε_A1^α"),
+        Line2D([], [], color="k", ls=":", label=f"tolerance {tolerance:g}"),
+    ]
+    fig.legend(handles=handles, ncols=min(len(handles), 5), loc="outside lower center")
+    fig.suptitle("The ε > 0 departure law: aligned init on `commuting`, B's size swept")
     return fig

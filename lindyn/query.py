@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lindyn.paths import AGGREGATES, QUERY_COLUMNS, aggregate_kind, aggregate_path, stats_path
+from lindyn.paths import (
+    AGGREGATES,
+    QUERY_COLUMNS,
+    aggregate_kind,
+    aggregate_path,
+    departure_path,
+    stats_path,
+)
 from lindyn.provenance import code_hash, git_commit
 from lindyn.store import STATS_KIND, open_store
 
@@ -142,6 +149,8 @@ def query_table(
         return stale_runs(results, datasets=datasets)
     if table == "generalisation":
         return _generalisation_table(results, datasets)
+    if table in ("departure", "departure_fit"):
+        return _departure_table(results, table, where)
     name, columns = QUERY_COLUMNS[table]
     frames = []
     for dataset in _datasets(results):
@@ -162,6 +171,26 @@ def query_table(
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
+
+
+def _departure_table(results: Path, table: str, where: Mapping[str, list[str]]) -> pd.DataFrame:
+    """The departure study (:mod:`lindyn.departure`): per-run measures, or the fitted law."""
+    from lindyn.departure import cell_measures, open_departure, study_fit
+
+    path = departure_path(results)
+    if not path.exists():
+        return pd.DataFrame()
+    ds = open_departure(path)
+    if table == "departure_fit":
+        frame = study_fit(ds)
+        for key, values in where.items():
+            if key not in frame:
+                raise ValueError(f"unknown column {key!r}; columns: {', '.join(frame.columns)}")
+            kind = frame[key].dtype.kind
+            frame = frame[frame[key].isin([float(v) if kind in "iuf" else v for v in values])]
+        return frame.reset_index(drop=True)
+    frame = _select(cell_measures(ds), where).to_dataframe()
+    return frame.reset_index()
 
 
 def _stats_store(results: str | Path, dataset: str) -> xr.Dataset:

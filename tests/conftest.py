@@ -36,6 +36,17 @@ TINY_CONFIG = {
     "tol": 1e-8,
     "max_components": 8,
     "aggregate": {"workers": 1},
+    "departure": {
+        "perturbation": [0, 0.01, 0.1],
+        "seeds": [0],
+        "depth": [2],
+        "eta": [0.1],
+        "delta": [2.0],
+        "d": 4,
+        "p": 2,
+        "n": 20,
+        "max_steps": 400,
+    },
 }
 
 

@@ -12,9 +12,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lindyn.paths import AGGREGATES, aggregate_path, generalisation_path, stats_path
+from lindyn.paths import (
+    AGGREGATES,
+    aggregate_path,
+    departure_path,
+    generalisation_path,
+    stats_path,
+)
 
-__all__ = ["FIGURES", "figure_datasets", "figure_inputs", "make_figure", "report_targets"]
+__all__ = [
+    "DEPARTURE_FIGURES",
+    "FIGURES",
+    "figure_datasets",
+    "figure_inputs",
+    "make_figure",
+    "report_targets",
+]
 
 # Figure stem -> (kind in lindyn.plots.FIGURE_SIZES, title, report category). The kind is
 # also the suffix of the figure's rule in workflow/rules/report.smk (`figure_{kind}`),
@@ -37,7 +50,10 @@ FIGURES: dict[str, tuple[str, str, str]] = {
         "Generalisation: test loss along the path against ridge, RRR and PCA",
         "Beyond the paper",
     ),
+    "fig10_departure": ("departure", "The ε > 0 departure law", "Beyond the paper"),
 }
+# Figures drawn from the departure study's store (lindyn.departure), not from datasets.
+DEPARTURE_FIGURES = ("fig10_departure",)
 
 
 def figure_datasets(figure: str, datasets: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -47,7 +63,7 @@ def figure_datasets(figure: str, datasets: Mapping[str, Mapping[str, Any]]) -> l
     two); Figure 2: the first autoencoder; Figure 5: the first exactly commuting set
     (else the first autoencoder, also ε = 0); Figures 6 and 8: all but the
     autoencoders (ρ_i = 1, near-equal noise s_i), so the real-data verdicts they are
-    cited for are drawn; the others: all.
+    cited for are drawn; Figure 10: none (it reads the departure store); the others: all.
     """
     by_loader: dict[str, list[str]] = {}
     for name, entry in datasets.items():
@@ -63,6 +79,8 @@ def figure_datasets(figure: str, datasets: Mapping[str, Mapping[str, Any]]) -> l
         return auto[:1]
     if figure == "fig5_theorem3":
         return (by_loader.get("commuting", []) or auto)[:1]
+    if figure in DEPARTURE_FIGURES:
+        return []
     if figure in ("fig6_depth", "fig8_separation"):
         return [n for n in names if n not in auto] or auto[:1]
     return names
@@ -73,8 +91,15 @@ def figure_inputs(
     datasets: Mapping[str, Mapping[str, Any]],
     results: str = "results",
     aggregates: bool = True,
+    departure: bool = True,
 ) -> list[str]:
-    """The stores a figure reads, as workflow paths (statistics, then aggregates)."""
+    """The stores a figure reads, as workflow paths (statistics, then aggregates).
+
+    A figure of the departure study reads its store, if the study runs (``departure``);
+    without it the figure says what is missing.
+    """
+    if figure in DEPARTURE_FIGURES:
+        return [str(departure_path(results))] if departure else []
     names = figure_datasets(figure, datasets)
     paths = [stats_path(results, name) for name in names]
     if figure == "fig9_generalisation":
@@ -136,7 +161,9 @@ def make_figure(
     results = load_results(results_dir, names)
     first = results[names[0]] if names else None
 
-    if figure == "fig1_flow":
+    if figure in DEPARTURE_FIGURES:
+        fig = plots.figure_departure(_departure_or_none(results_dir))
+    elif figure == "fig1_flow":
         fig = plots.figure_flow({n: r.stats for n, r in results.items() if r.stats is not None})
     elif figure == "fig2_autoencoder":
         fig = plots.figure_autoencoder(
@@ -181,3 +208,11 @@ def make_figure(
             norms,
         )
     return plots.save_figure(fig, outputs)
+
+
+def _departure_or_none(results_dir: str | os.PathLike) -> Any:
+    """The departure store under ``results_dir``, or None if the study did not run."""
+    from lindyn.departure import open_departure
+
+    path = departure_path(results_dir)
+    return open_departure(path) if path.exists() else None

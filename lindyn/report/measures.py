@@ -264,14 +264,12 @@ def epsilon_zero_u(res: DatasetResults, depth: int) -> tuple[xr.DataArray, xr.Da
     """The aligned runs' ``u_i`` at their logged steps, and what ε = 0 predicts there.
 
     The prediction is the exact decoupled gradient descent of THEORY §4
-    (:func:`lindyn.theory.gd_component`) with the dataset's ``s_i``, ``λ_i`` and
+    (:func:`lindyn.departure.epsilon_zero_prediction`) with the dataset's ``s_i``, ``λ_i`` and
     each run's η, δ: what the run would do if Assumption 1 held exactly. The
     aligned init sets the first r components only (also for L = 1): those are
     compared. Both are NaN past a run's stop step and for unusable runs.
     """
-    import xarray as xr
-
-    from lindyn import theory
+    from lindyn.departure import epsilon_zero_prediction
 
     traj = aligned(res.trajectories, depth)
     if traj is None:
@@ -280,13 +278,7 @@ def epsilon_zero_u(res: DatasetResults, depth: int) -> tuple[xr.DataArray, xr.Da
     u = traj["u"].isel(component=slice(0, n))
     s = np.asarray(res.stats["s"].values[:n], dtype=float)
     lam = np.asarray(res.stats["lam"].values[:n], dtype=float)
-    step = np.asarray(traj["step"].values, dtype=int)
-    eta = u["eta"].values[:, None, None]
-    delta = u["delta"].values[None, :, None]
-    values = theory.gd_component(s, lam, depth, eta, delta, int(step.max()))[step]
-    dims = ("step", "eta", "delta", "component")
-    predicted = xr.DataArray(values, dims=dims, coords={d: u[d].values for d in dims})
-    return u, predicted.where(u.notnull())
+    return u, epsilon_zero_prediction(u, s, lam, depth)
 
 
 def epsilon_zero_deviation(res: DatasetResults, depth: int) -> xr.DataArray | None:

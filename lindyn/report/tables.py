@@ -389,3 +389,41 @@ def generalisation_table(results: Mapping[str, DatasetResults]) -> str:
     if not rows:
         return "_No dataset has a test set (option test_fraction, or a test file)._"
     return md_table(["dataset", "test rows", *columns, "best"], rows)
+def departure_law_table(ds: Any) -> str:
+    """The fitted ε > 0 departure law (:func:`lindyn.departure.study_fit`), pooled per depth.
+
+    One row per measure and depth: α ± its standard error (and the seed-bootstrap
+    standard deviation), the largest cell's prefactor C ± its standard error, the
+    points fitted, and ε_10% from the fit and measured on the grid (">" when the
+    whole grid stays within the tolerance).
+    """
+    from lindyn.departure import MEASURES, study_fit
+
+    fit = study_fit(ds)
+    pooled = fit[fit["cell"] == "all"]
+    rows = []
+    for row in pooled.itertuples():
+        measured = f"> {fmt(row.eps10_measured)}" if row.whole_grid else fmt(row.eps10_measured)
+        rows.append(
+            [
+                MEASURES[row.measure],
+                str(row.depth),
+                f"{fmt(row.alpha)} ± {fmt(row.alpha_se)} ({fmt(row.alpha_boot_sd)})",
+                f"{fmt(row.C)} ± {fmt(row.C_se)}",
+                str(row.points),
+                fmt(row.eps10_fit),
+                measured,
+            ]
+        )
+    return md_table(
+        [
+            "measure",
+            "L",
+            "α ± s.e. (seed bootstrap s.d.)",
+            "C ± s.e. (largest cell)",
+            "points",
+            "ε_10% (fit)",
+            "ε_10% (grid)",
+        ],
+        rows,
+    )

@@ -14,6 +14,8 @@ from lindyn.paths import (
     CSV_TABLES,
     aggregate_path,
     csv_path,
+    departure_fit_path,
+    departure_path,
     generalisation_path,
     stats_path,
 )
@@ -126,6 +128,16 @@ def generalisation_arguments():
         f"--{key.replace('_', '-')} {format_value(value).replace(',', ' ')}"
         for key, value in sorted(settings.items())
     )
+def departure_enabled():
+    """Whether the ε > 0 departure study runs (config `departure`)."""
+    return bool(config["departure"]["enabled"] and config["departure"]["perturbation"])
+
+
+def departure_targets():
+    """The departure study's store and fit (lindyn.paths), if it runs."""
+    if not departure_enabled():
+        return []
+    return [str(departure_path(RESULTS)), str(departure_fit_path(RESULTS))]
 
 
 def all_targets():
@@ -136,5 +148,6 @@ def all_targets():
             for path in aggregate_outputs(dataset).values()
         ]
         + generalisation_outputs()
+        + departure_targets()
         + report_targets(RESULTS)
     )

@@ -25,6 +25,7 @@ for figure, (_, title, _) in FIGURES.items():
                 config["datasets"],
                 RESULTS,
                 aggregates=figure not in STATISTICS_ONLY,
+                departure=departure_enabled(),
             ),
         output:
             png=figure_output(figure, "png"),
@@ -49,6 +50,7 @@ rule report:
         ],
         generalisation=generalisation_outputs(),
         figures=[f"{RESULTS}/figures/{figure}.png" for figure in FIGURES],
+        departure=departure_targets(),
     output:
         report(
             "results/report.md",
