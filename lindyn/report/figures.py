@@ -32,6 +32,7 @@ FIGURES: dict[str, tuple[str, str, str]] = {
         "Separation: Corollary 3 and the eigen-gap condition",
         "Theory",
     ),
+    "fig9_init": ("init", "Initialisation axes: unbalanced layers and width", "Beyond the paper"),
 }
 
 
@@ -145,6 +146,8 @@ def make_figure(
         )
     elif figure == "fig6_depth":
         fig = plots.figure_depth({n: (r.stats, r.trajectories) for n, r in results.items()})
+    elif figure == "fig9_init":
+        fig = plots.figure_init({n: (r.learning, r.all_trajectories) for n, r in results.items()})
     elif figure == "fig8_separation":
         fig = plots.figure_separation(
             {n: r.phase_times for n, r in results.items() if r.phase_times is not None},
