@@ -37,6 +37,8 @@ __all__ = [
     "tidy",
 ]
 
+# The aggregated stores the paper's claims read (lindyn.report.claims).
+CLAIMS_STORES = ("trajectories", "phase_times", "bounds", "path")
 # Variables of the path store that are per rank k; any other is the run's own.
 K_VARIABLES = (
     "dist_seq",
@@ -94,8 +96,8 @@ class DatasetResults:
 
     @property
     def complete(self) -> bool:
-        """Whether every aggregated store is there."""
-        return all(getattr(self, name) is not None for name in AGGREGATES)
+        """Whether every aggregated store the claims read is there (all but ``learning``)."""
+        return all(getattr(self, name) is not None for name in CLAIMS_STORES)
 
 
 def _scalar(ds: xr.Dataset | None, name: str) -> float:
