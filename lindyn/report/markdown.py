@@ -226,7 +226,9 @@ def build_report(
         "an imbalance W_lᵀW_l − W_{l+1}W_{l+1}ᵀ that gradient flow conserves (`lindyn.init`); "
         "the random init also runs at widths r ≫ rank Σxy. Sequential: fraction of consecutive "
         "learnable pairs with t_{i+1}(0.1) ≥ t_i(0.5), as in the claims (mean over η and seeds). "
-        "Effective rank: exp of the entropy of σ/Σσ of W(t). The claims above use ratio 1 and "
+        "Effective rank: exp of the entropy of σ/Σσ of W(t) (its peak is usually W(0)'s, "
+        "whose singular values are equal in the aligned init; near 1 at t_1(0.9) when the "
+        "first component is learned alone). The claims above use ratio 1 and "
         f"the smallest width. Figure: {link('fig9_init')}.",
         "",
         tables.init_axes_table(results),

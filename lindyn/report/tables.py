@@ -222,10 +222,11 @@ def init_axes_table(results: Mapping[str, DatasetResults]) -> str:
 
     Datasets whose learning store spans several widths or ratios only
     (:func:`lindyn.plots.init_axes_frame`): the sequential fraction at each δ (mean
-    over η and seeds of the runs' fractions of sequential pairs), then at the largest
-    δ the effective rank of ``W(t)`` when the first component is learned and at its
-    peak (medians), and a summary of where sequential learning survives (fraction at
-    least the sequential-learning rule's regime threshold at the largest δ).
+    over η and seeds of the runs' fractions of sequential pairs), then at δ* (per depth,
+    the largest δ with a measured sequential fraction: deeper runs at large δ need more
+    steps than the budget) the effective rank of ``W(t)`` when the first component is
+    learned and at its peak (medians), and a summary of where sequential learning
+    survives (fraction at least the sequential-learning rule's threshold at δ*).
     """
     from lindyn.plots import has_init_axes, init_axes_frame
 
@@ -239,11 +240,13 @@ def init_axes_table(results: Mapping[str, DatasetResults]) -> str:
             continue
         frame = init_axes_frame(res.learning)
         frame = frame[frame["depth"] >= 2]
-        top = frame["delta"].max()
+        known = frame[frame["sequential"].notna()]
+        tops = known.groupby("depth")["delta"].max().to_dict()
         for (depth, init, width, ratio), cells in frame.groupby(
             ["depth", "init", "width", "ratio"], sort=True
         ):
             by_delta = cells.set_index("delta")
+            top = tops.get(depth, math.nan)
             at_top = by_delta.loc[top] if top in by_delta.index else None
             rows.append(
                 [
@@ -256,6 +259,7 @@ def init_axes_table(results: Mapping[str, DatasetResults]) -> str:
                         fmt(float(by_delta.loc[d, "sequential"])) if d in by_delta.index else "—"
                         for d in deltas
                     ],
+                    f"{top:g}" if at_top is not None else "—",
                     fmt(float(at_top["erank_first"])) if at_top is not None else "—",
                     fmt(float(at_top["erank_peak"])) if at_top is not None else "—",
                 ]
@@ -273,13 +277,14 @@ def init_axes_table(results: Mapping[str, DatasetResults]) -> str:
             "width",
             "ratio",
             *[f"sequential, δ = {d:g}" for d in deltas],
-            "eff. rank at t_1(0.9), largest δ",
-            "peak eff. rank, largest δ",
+            "δ*",
+            "eff. rank at t_1(0.9), δ*",
+            "peak eff. rank, δ*",
         ],
         rows,
     )
     return (
-        f"{table}\n\nAt the largest δ, at least {fmt(threshold)} of the pairs are learned "
+        f"{table}\n\nAt δ*, at least {fmt(threshold)} of the pairs are learned "
         f"sequentially on {len(survives)} of {len(survives) + len(lost)} (depth, init, width, "
         "ratio) cells; it fails on: " + ("; ".join(lost) if lost else "none") + "."
     )
