@@ -27,6 +27,7 @@ Figures (THEORY §10 for the paper's):
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ __all__ = [
     "reference_cell",
     "save_figure",
     "separation_table",
+    "sequential_onset",
 ]
 
 DPI = 120
@@ -1493,8 +1495,28 @@ def _erank_panel(
     ax.legend(fontsize=7, loc="upper left")
 
 
+def sequential_onset(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Per depth, init, width and ratio: the smallest δ from which learning stays sequential.
+
+    The smallest δ of :func:`init_axes_frame` ``frame`` such that at it and at every
+    larger δ with a measured fraction, the sequential fraction is at least
+    ``threshold``; NaN if there is none.
+    """
+    rows = []
+    for key, cells in frame.groupby(["depth", *INIT_AXES], sort=True):
+        known = cells.dropna(subset=["sequential"]).sort_values("delta")
+        ok = (known["sequential"] >= threshold).to_numpy()
+        # Suffix of δ values all at or above the threshold.
+        tail = np.flip(np.logical_and.accumulate(np.flip(ok))) if ok.size else ok
+        onset = float(known["delta"].to_numpy()[tail].min()) if tail.any() else math.nan
+        rows.append((*key, onset))
+    return pd.DataFrame(rows, columns=["depth", *INIT_AXES, "onset"])
+
+
 def figure_init(
-    stores: Mapping[str, tuple[xr.Dataset | None, xr.Dataset | None]], depth: int = 2
+    stores: Mapping[str, tuple[xr.Dataset | None, xr.Dataset | None]],
+    depth: int = 2,
+    threshold: float = 0.75,
 ) -> Figure:
     """The initialisation axes: effective rank over time, sequential fraction against ratio.
 
@@ -1502,8 +1524,10 @@ def figure_init(
     (a) the effective rank of ``W(t)`` of the aligned runs at the reference cell
     (largest δ, smallest η; the smallest width) for each ratio; (b) the same for
     the random init (seed: the smallest usable) at ratio 1, one curve per width;
-    (c) the sequential fraction at the largest δ (mean over η and seeds) against
-    the ratio, one line per depth ≥ 2 (colour), init (line style) and width (marker).
+    (c) the onset δ of sequential learning (:func:`sequential_onset`: the smallest δ
+    from which the mean sequential fraction over η and seeds stays ≥ ``threshold``)
+    against the ratio, one line per depth ≥ 2 (colour), init (line style) and width
+    (marker).
 
     Parameters
     ----------
@@ -1511,6 +1535,8 @@ def figure_init(
         Dataset name -> (learning store, trajectories over every width and ratio).
     depth : int
         Depth of panels (a) and (b).
+    threshold : float
+        Sequential fraction of panel (c)'s onset.
 
     Returns
     -------
@@ -1549,25 +1575,25 @@ def figure_init(
             else:
                 _note(ax, f"no usable {init} run at depth {depth}")
         frame = init_axes_frame(learning)
-        frame = frame[(frame["depth"] >= 2) & (frame["delta"] == frame["delta"].max())]
+        onset = sequential_onset(frame[frame["depth"] >= 2], threshold)
         ax = row[2]
-        for (d, init, width), line in frame.groupby(["depth", "init", "width"]):
+        for (d, init, width), line in onset.groupby(["depth", "init", "width"]):
             ax.plot(
                 line["ratio"],
-                line["sequential"],
+                line["onset"],
                 color=depth_color(d),
                 ls="-" if init == "aligned" else "--",
                 marker=MARKERS[widths.index(int(width)) % len(MARKERS)],
                 label=f"L = {d}, {init}, width {width}",
             )
         ax.set_xscale("log")
-        ax.set_ylim(-0.05, 1.05)
+        ax.set_yscale("log")
         ax.set_xlabel("per-layer scale ratio (first / last layer)")
-        ax.set_ylabel("sequential fraction")
-        ax.set_title(f"{name}: δ = {frame['delta'].max():g}, mean over η and seeds", fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
+        ax.set_ylabel(f"δ from which ≥ {threshold:g} of pairs are sequential")
+        ax.set_title(f"{name}: onset of sequential learning (mean over η, seeds)", fontsize=9)
+        ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.suptitle(
-        "Initialisation axes: effective rank exp(H(σ/Σσ)) of W(t), and the fraction of "
-        "consecutive pairs learned sequentially"
+        "Initialisation axes: effective rank exp(H(σ/Σσ)) of W(t), and the δ from which "
+        "consecutive pairs are learned sequentially"
     )
     return fig

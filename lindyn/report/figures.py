@@ -147,7 +147,12 @@ def make_figure(
     elif figure == "fig6_depth":
         fig = plots.figure_depth({n: (r.stats, r.trajectories) for n, r in results.items()})
     elif figure == "fig9_init":
-        fig = plots.figure_init({n: (r.learning, r.all_trajectories) for n, r in results.items()})
+        from lindyn.report.rules import RULES
+
+        fig = plots.figure_init(
+            {n: (r.learning, r.all_trajectories) for n, r in results.items()},
+            threshold=RULES["Sequential learning"].threshold,
+        )
     elif figure == "fig8_separation":
         fig = plots.figure_separation(
             {n: r.phase_times for n, r in results.items() if r.phase_times is not None},
