@@ -145,7 +145,7 @@ def test_open_results_and_query_match_block_stores(tiny_pipeline):
         tiny_pipeline / "results/blocks/commuting/random_w3_L0_e0_d0_s0.zarr.zip"
     ).load()
     run = block.sel(depth=2, seed=0, eta=0.2, delta=3.0)
-    sel = dict(depth=2, width=3, init="random", seed=0, eta=0.2, delta=3.0)
+    sel = dict(depth=2, width=3, ratio=1.0, init="random", seed=0, eta=0.2, delta=3.0)
     np.testing.assert_array_equal(
         phase["t_measured"].sel(**sel).values, run["crossing_step"].values
     )
