@@ -4,8 +4,9 @@ Outputs, in ``results/aggregate/{dataset}/`` (:mod:`lindyn.paths`):
 
 ``trajectories.zarr.zip``
     Every run's logged trajectory, with the grid axes ``depth``, ``width``,
-    ``eta``, ``delta``, ``init``, ``seed`` as dimensions (NaN for cells not in
-    the grid or past a run's stop step) and the run ``status``.
+    ``ratio``, ``eta``, ``delta``, ``init``, ``seed`` as dimensions (NaN for cells
+    not in the grid or past a run's stop step), the run ``status`` and the
+    ``effective_rank`` of ``W(t)`` at the logged steps (:mod:`lindyn.learning`).
 ``phase_times.zarr.zip`` / ``phase_times.csv``
     Per run and component, for ``f`` in 0.1, 0.5, 0.9: the measured first
     crossing step ``t_measured``; the gradient-flow prediction ``t_flow``
@@ -21,6 +22,10 @@ Outputs, in ``results/aggregate/{dataset}/`` (:mod:`lindyn.paths`):
     Per run and ``k``: the smallest distance to ``W_k^seq`` and ``W_k^RRR``
     relative to their norms, and the logged-step window where it stays within
     :data:`PATH_TOLERANCE`.
+``learning.zarr.zip`` / ``learning.csv``
+    Per run: the fraction of its consecutive pairs of learnable components
+    learned sequentially, and its effective rank's peak, value when the first
+    component is learned and final value (:func:`learning`).
 
 The per-cell computations are array expressions over the combined dataset, so
 they run vectorised over all runs; Dask evaluates them chunk by chunk.
@@ -42,9 +47,10 @@ from numpy.typing import NDArray
 from lindyn import flow, theory
 from lindyn.blocks import Block
 from lindyn.dask_cluster import dask_client
+from lindyn.learning import effective_rank, sequential_pairs
 from lindyn.paths import aggregate_kind, aggregate_path, csv_path, stats_path
 from lindyn.provenance import provenance
-from lindyn.runs import GRID_DIMS, MISSING, USABLE_STATUSES
+from lindyn.runs import BALANCED, FRACTIONS, GRID_DIMS, MISSING, USABLE_STATUSES
 from lindyn.store import StoreError, open_block, read_stats, write_atomically, write_store
 
 __all__ = [
@@ -53,6 +59,7 @@ __all__ = [
     "aggregate",
     "bounds",
     "combine_blocks",
+    "learning",
     "path_metrics",
     "phase_times",
 ]
@@ -85,7 +92,9 @@ def _cells(ds: xr.Dataset) -> xr.Dataset:
         cell_dims,
         np.full(shape, ds.attrs["elapsed_seconds"] / np.prod(shape)),
     )
-    ds = ds.expand_dims(["init", "width"])
+    if "ratio" not in ds.coords:  # a balanced block made before the ratio axis existed
+        ds = ds.assign_coords(ratio=BALANCED)
+    ds = ds.expand_dims(["init", "width", "ratio"])
     if "seed" not in ds.dims:  # the aligned init has no seed: it is placed at seed 0
         ds = ds.expand_dims(seed=[0])
     return ds
@@ -98,8 +107,9 @@ def combine_blocks(
 
     Each block is checked (:func:`lindyn.store.open_block`: whole, verifiable,
     and holding the cells its place in the configuration says), then opened with
-    Dask arrays; :func:`xarray.combine_nested` places the blocks of each init
-    by their tile, and :func:`xarray.concat` joins the inits.
+    Dask arrays; :func:`xarray.combine_nested` places the blocks of each init,
+    width and ratio by their tile, and :func:`xarray.concat` joins the inits,
+    then the widths, then the ratios.
 
     Parameters
     ----------
@@ -122,7 +132,7 @@ def combine_blocks(
     """
     if not blocks:
         raise ValueError("no block stores to aggregate")
-    opened: dict[str, dict[tuple[int, ...], xr.Dataset]] = {}
+    opened: dict[tuple[float, int, str], dict[tuple[int, ...], xr.Dataset]] = {}
     damaged = []
     for path, block in blocks:
         try:
@@ -133,7 +143,7 @@ def combine_blocks(
         except StoreError as err:
             damaged.append((path, err))
             continue
-        opened.setdefault(block.init, {})[block.tile] = _cells(ds)
+        opened.setdefault((block.ratio, block.width, block.init), {})[block.tile] = _cells(ds)
     if len(damaged) == 1:
         raise damaged[0][1]
     if damaged:
@@ -143,8 +153,8 @@ def combine_blocks(
             + "\ndelete them and rerun the pipeline (make run) to recompute them: rm "
             + " ".join(str(path) for path, _ in damaged)
         )
-    by_init = []
-    for tiles in opened.values():
+    groups: dict[tuple[float, int, str], xr.Dataset] = {}
+    for key, tiles in opened.items():
         shape = tuple(
             max(tile[axis] for tile in tiles) + 1 for axis in range(len(next(iter(tiles))))
         )
@@ -152,29 +162,32 @@ def combine_blocks(
         for tile, ds in tiles.items():
             nested[tile] = ds
         concat_dims = ["depth", "eta", "delta", "seed"][: len(shape)]
-        by_init.append(
-            xr.combine_nested(
-                nested.tolist(),
-                concat_dim=concat_dims,
-                data_vars="all",
-                coords="different",
-                compat="equals",
-                join="exact",
-                combine_attrs="drop_conflicts",
-            )
-        )
-    combined = (
-        xr.concat(
-            by_init,
-            dim="init",
-            join="outer",
-            fill_value=TEXT_FILL,
+        groups[key] = xr.combine_nested(
+            nested.tolist(),
+            concat_dim=concat_dims,
+            data_vars="all",
+            coords="different",
+            compat="equals",
+            join="exact",
             combine_attrs="drop_conflicts",
         )
-        if len(by_init) > 1
-        else by_init[0]
-    )
+    # Join the inits of each (ratio, width), then the widths of each ratio, then the ratios:
+    # outer joins, as the inits have different seeds.
+    for dim in ("init", "width", "ratio"):
+        joined: dict[tuple, list[xr.Dataset]] = {}
+        for key, ds in groups.items():
+            joined.setdefault(key[:-1], []).append(ds)
+        groups = {key: _concat(parts, dim) for key, parts in joined.items()}
+    (combined,) = groups.values()
     return combined.sortby(list(GRID_DIMS)).transpose(*GRID_DIMS, ...)
+
+
+def _concat(parts: Sequence[xr.Dataset], dim: str) -> xr.Dataset:
+    if len(parts) == 1:
+        return parts[0]
+    return xr.concat(
+        parts, dim=dim, join="outer", fill_value=TEXT_FILL, combine_attrs="drop_conflicts"
+    )
 
 
 def _name_unreadable_blocks(blocks: Sequence[tuple[str | Path, Block]], err: Exception) -> None:
@@ -408,6 +421,86 @@ def path_metrics(runs: xr.Dataset, seq_norm: xr.DataArray, rrr_norm: xr.DataArra
     return ds
 
 
+def trajectory_effective_rank(runs: xr.Dataset) -> xr.DataArray:
+    """The effective rank of ``W(t)`` at each logged step (:func:`lindyn.learning.effective_rank`).
+
+    NaN past a run's stop step and for cells that are no run.
+    """
+    out = xr.apply_ufunc(
+        effective_rank,
+        runs["singular_values"],
+        input_core_dims=[["sv_index"]],
+        dask="parallelized",
+        output_dtypes=[float],
+    )
+    out.attrs = {"long_name": "effective rank of W(t): exp of the entropy of σ/Σσ"}
+    return out
+
+
+def learnable(runs: xr.Dataset, s: xr.DataArray) -> xr.DataArray:
+    """Components a run can learn: ``s_i > 0`` and, at depth ≥ 2, at most its width."""
+    positive = int(np.sum(s.values > 1e-12 * max(float(s.max()), 1e-300)))
+    width = xr.where(runs["depth"] >= 2, runs["width"], positive)
+    return runs["component"] <= np.minimum(width, positive)
+
+
+def learning(runs: xr.Dataset, phase: xr.Dataset, s: xr.DataArray) -> xr.Dataset:
+    """Per run: how sequentially it learns, and the effective rank of ``W(t)`` on its way.
+
+    Parameters
+    ----------
+    runs : xarray.Dataset
+        Output of :func:`combine_blocks`, with ``effective_rank``
+        (:func:`trajectory_effective_rank`).
+    phase : xarray.Dataset
+        Output of :func:`phase_times`.
+    s : xarray.DataArray
+        Singular values of Σxy along ``component``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Grid dims only: ``sequential_fraction`` (of the consecutive pairs of
+        learnable components whose crossings are known, those learned
+        sequentially, :func:`lindyn.learning.sequential_pairs`),
+        ``sequential_pairs`` (how many pairs are known), ``peak_effective_rank``,
+        ``effective_rank_at_first`` (at the first logged step at or after
+        ``t_1(0.9)``), ``final_effective_rank`` (at the last logged step of the
+        run) and ``status``.
+    """
+    t10, t50, t90 = (
+        phase["t_measured"].sel(fraction=f, method="nearest", drop=True) for f in FRACTIONS
+    )
+    can = learnable(runs, s)
+    # Pair (i, i+1) at component i counts when both components are learnable.
+    pairs = sequential_pairs(t10, t50, t90).where(can.shift(component=-1, fill_value=False))
+    erank = runs["effective_rank"].where(_usable(runs))
+    step = runs["step"]
+    # Elementwise selections (the runs are Dask arrays): the first logged step ≥ t_1(0.9),
+    # and the last logged step with a value.
+    first = step.where(step >= t90.isel(component=0, drop=True)).min("step")
+    last = step.where(erank.notnull()).max("step")
+    out = xr.Dataset(
+        {
+            "sequential_fraction": pairs.mean("component"),
+            "sequential_pairs": pairs.notnull().sum("component").where(_usable(runs)),
+            "peak_effective_rank": erank.max("step"),
+            "effective_rank_at_first": erank.where(step == first).max("step"),
+            "final_effective_rank": erank.where(step == last).max("step"),
+            "status": runs["status"],
+        }
+    )
+    out["sequential_fraction"].attrs = {
+        "long_name": "fraction of consecutive learnable pairs with t_{i+1}(0.1) ≥ t_i(0.5)"
+    }
+    out["peak_effective_rank"].attrs = {"long_name": "largest effective rank of W(t)"}
+    out["effective_rank_at_first"].attrs = {
+        "long_name": "effective rank of W(t) at the first logged step ≥ t_1(0.9)"
+    }
+    out["final_effective_rank"].attrs = {"long_name": "effective rank of W(t) at the last step"}
+    return out
+
+
 def _status_counts(status: np.ndarray) -> dict[str, int]:
     values, counts = np.unique(np.asarray(status, dtype=str), return_counts=True)
     return {k: int(v) for k, v in zip(values, counts, strict=True) if k != MISSING}
@@ -433,7 +526,7 @@ def aggregate(
     slurm: Mapping[str, Any] | None = None,
     dask_log_directory: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Aggregate one dataset's blocks into trajectories, phase times, bounds and path stores.
+    """Aggregate one dataset's blocks into trajectories, phase times, bounds, path, learning.
 
     Parameters
     ----------
@@ -492,11 +585,13 @@ def aggregate(
             rrr_norm = xr.DataArray(
                 [np.linalg.norm(stats.w_rrr(k)) for k in ks.values], coords={"k": ks}
             )
+            runs["effective_rank"] = trajectory_effective_rank(runs)
             phase = phase_times(runs, s, lam)
             tables = {
                 "phase_times": phase,
                 "bounds": bounds(runs, phase, s, lam),
                 "path": path_metrics(runs, seq_norm, rrr_norm),
+                "learning": learning(runs, phase, s),
             }
             status = runs["status"].values
             attrs = {

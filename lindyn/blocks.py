@@ -1,7 +1,8 @@
 """The pipeline's unit of work: blocks of grid cells, tiled so that reruns stay small.
 
 A dataset's cells are split by initialisation (the aligned init has no seed
-axis) and then tiled along the grid axes by the *position* of each value in the
+axis), hidden width and per-layer scale ratio (:mod:`lindyn.init`), by value, and
+then tiled along the grid axes by the *position* of each value in the
 configuration's lists: with tile sizes ``n_depth, n_eta, n_delta, n_seed``
 (config ``blocks``, default 4 each), block ``L{i}_e{j}_d{k}_s{l}`` holds depths
 ``i·n_depth … (i+1)·n_depth − 1`` of the list, and so on. A block is one
@@ -17,17 +18,19 @@ in the middle of a list, or reordering it, shifts every tile after it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lindyn.config import allowed, format_value
+from lindyn.config import allowed, format_value, ratios, widths
+from lindyn.runs import BALANCED
 
 __all__ = ["BLOCK_PATTERN", "Block", "block_path", "plan_blocks", "scheduled_cells"]
 
-# Wildcard constraint of a block's name (see Block.name).
-BLOCK_PATTERN = rf"({'|'.join(allowed('grid.init'))})_w\d+_L\d+_e\d+_d\d+(_s\d+)?"
+# Wildcard constraint of a block's name (see Block.name): a ratio as format_value spells it.
+BLOCK_PATTERN = rf"({'|'.join(allowed('grid.init'))})_w\d+(_r[0-9.e+-]+)?_L\d+_e\d+_d\d+(_s\d+)?"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class Block:
         The axis values of the block, in configuration order.
     seed : tuple of int
         Seeds (empty for the aligned init).
+    ratio : float
+        Per-layer scale ratio of the init (1: balanced).
     """
 
     dataset: str
@@ -55,13 +60,25 @@ class Block:
     eta: tuple[float, ...]
     delta: tuple[float, ...]
     seed: tuple[int, ...] = ()
+    ratio: float = BALANCED
 
     @property
     def name(self) -> str:
-        """The block's file name stem, e.g. ``random_w10_L0_e1_d0_s0``."""
+        """The block's file name stem, e.g. ``random_w10_L0_e1_d0_s0``.
+
+        With a ratio other than 1, e.g. ``aligned_w10_r4.0_L0_e1_d0``. The ratio is
+        named only when it is not 1: the blocks of the balanced init keep
+        the names they had before the ratio axis existed, and their stores stay valid.
+        """
         letters = "Leds"
         parts = [f"{letter}{index}" for letter, index in zip(letters, self.tile, strict=False)]
-        return f"{self.init}_w{self.width}_" + "_".join(parts)
+        ratio = "" if self.balanced else f"r{format_value(self.ratio)}_"
+        return f"{self.init}_w{self.width}_{ratio}" + "_".join(parts)
+
+    @property
+    def balanced(self) -> bool:
+        """Whether the block's init is balanced (ratio 1)."""
+        return self.ratio == BALANCED
 
     @property
     def cells(self) -> int:
@@ -79,6 +96,8 @@ class Block:
         ]
         if self.seed:
             args.append("--seed " + " ".join(map(str, self.seed)))
+        if not self.balanced:  # unchanged for ratio 1: no rerun of the balanced blocks
+            args.append(f"--ratio {format_value(self.ratio)}")
         return " ".join(args)
 
     def expected(self) -> dict[str, Any]:
@@ -93,6 +112,8 @@ class Block:
         }
         if self.seed:
             out["seed"] = list(self.seed)
+        if not self.balanced:  # a balanced block made before the ratio axis records none
+            out["ratio"] = self.ratio
         return out
 
 
@@ -113,23 +134,24 @@ def plan_blocks(config: Mapping[str, Any], dataset: str) -> list[Block]:
     """
     grid = config["grid"]
     tiles = config["blocks"]
-    width = int(config["datasets"][dataset].get("width", config["width"]))
     depth = _tiles([int(v) for v in grid["depth"]], tiles["depth"])
     eta = _tiles([float(v) for v in grid["eta"]], tiles["eta"])
     delta = _tiles([float(v) for v in grid["delta"]], tiles["delta"])
     seed = _tiles([int(v) for v in grid["seed"]], tiles["seed"])
     blocks = []
-    for init in grid["init"]:
-        for i, depths in enumerate(depth):
-            for j, etas in enumerate(eta):
-                for k, deltas in enumerate(delta):
-                    if init == "aligned":
-                        blocks.append(Block(dataset, init, width, (i, j, k), depths, etas, deltas))
-                        continue
-                    for m, seeds in enumerate(seed):
-                        blocks.append(
-                            Block(dataset, init, width, (i, j, k, m), depths, etas, deltas, seeds)
-                        )
+    for width, ratio, init in itertools.product(
+        widths(config, dataset), ratios(config, dataset), grid["init"]
+    ):
+        for (i, depths), (j, etas), (k, deltas) in itertools.product(
+            enumerate(depth), enumerate(eta), enumerate(delta)
+        ):
+            if init == "aligned":
+                tile = (i, j, k)
+                blocks.append(Block(dataset, init, width, tile, depths, etas, deltas, (), ratio))
+                continue
+            for m, seeds in enumerate(seed):
+                tile = (i, j, k, m)
+                blocks.append(Block(dataset, init, width, tile, depths, etas, deltas, seeds, ratio))
     return blocks
 
 

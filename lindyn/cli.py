@@ -123,6 +123,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         args.init,
         args.seed,
         args.width,
+        ratio=args.ratio,
         max_steps=args.max_steps,
         log_density=args.log_density,
         tol=args.tol,
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lindyn.config import default, describe
     from lindyn.init import INIT_MODES
     from lindyn.paths import QUERY_TABLES
+    from lindyn.runs import BALANCED
 
     parser = argparse.ArgumentParser(
         prog="lindyn", description="Gradient-descent dynamics of deep linear networks."
@@ -250,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=INIT_MODES, default=INIT_MODES[0])
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds of the random init")
     p.add_argument("--width", type=int, default=None, help="hidden width (default min(d, p))")
+    p.add_argument(
+        "--ratio",
+        type=float,
+        default=BALANCED,
+        help="per-layer scale ratio of the init, first layer over last (default %(default)s: "
+        "balanced)",
+    )
     _add_settings(p)
     p.add_argument("--kernel", choices=["auto", "numba", "numpy"], default="auto")
     p.add_argument("--out", required=True, help="output block store (BLOCK.zarr.zip)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 import os
 import re
@@ -36,9 +37,11 @@ __all__ = [
     "format_value",
     "grid_cells",
     "load_config",
+    "ratios",
     "schema",
     "schema_problems",
     "validated",
+    "widths",
 ]
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -186,6 +189,10 @@ def _allowed(schema: Any) -> str:
     """A short description of the values a (sub)schema allows."""
     if not isinstance(schema, Mapping):
         return "anything" if schema is True else "nothing"
+    if "$ref" in schema:
+        schema = _resolve(schema)
+    if "oneOf" in schema:
+        return " or ".join(_allowed(branch) for branch in schema["oneOf"])
     if "enum" in schema:
         return "one of " + ", ".join(map(str, schema["enum"]))
     kind = schema.get("type")
@@ -216,6 +223,23 @@ def _allowed(schema: Any) -> str:
     if "pattern" in schema:
         text += f" matching {schema['pattern']}"
     return text
+
+
+def _resolve(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A subschema with its local ``$ref`` (``#/definitions/NAME``) resolved."""
+    name = schema["$ref"].removeprefix("#/definitions/")
+    return {**_schema()["definitions"][name], **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def _branch_error(error: Any) -> Any:
+    """The error of a ``oneOf`` branch whose type the value has (None if it has none)."""
+    from jsonschema import Draft202012Validator
+
+    for sub in error.context or ():
+        branch = error.validator_value[sub.relative_schema_path[0]]
+        if Draft202012Validator(branch).is_type(error.instance, branch.get("type", "object")):
+            return sub
+    return None
 
 
 def _reason(error: Any) -> str:
@@ -253,6 +277,14 @@ def describe_schema_error(error: Any) -> str:
         ``config key 'KEY': VALUE is not allowed (REASON); allowed: ALLOWED``,
         or, for unknown and missing keys, what the mapping allows.
     """
+    if error.validator == "oneOf":
+        branch = _branch_error(error)
+        if branch is not None:  # e.g. a width of 0: say what is wrong with it as an integer
+            return describe_schema_error(branch)
+        return (
+            f"config key {_key_path(list(error.absolute_path))!r}: {_show(error.instance)} is "
+            f"not allowed; allowed: {_allowed(error.schema)}"
+        )
     path = list(error.absolute_path)
     check = error.validator
     if check == "additionalProperties" and isinstance(error.instance, Mapping):
@@ -368,7 +400,9 @@ def _normalise_integers(config: MutableMapping[str, Any]) -> None:
 
     for key in _INTEGER_KEYS:
         if key in config:
-            config[key] = fix(config[key])
+            config[key] = (
+                [fix(v) for v in config[key]] if isinstance(config[key], list) else fix(config[key])
+            )
     grid = config.get("grid")
     if isinstance(grid, MutableMapping):
         for axis in _INTEGER_LISTS:
@@ -379,7 +413,8 @@ def _normalise_integers(config: MutableMapping[str, Any]) -> None:
         aggregate["workers"] = fix(aggregate["workers"])
     for entry in (config.get("datasets") or {}).values():
         if isinstance(entry, MutableMapping) and "width" in entry:
-            entry["width"] = fix(entry["width"])
+            width = entry["width"]
+            entry["width"] = [fix(v) for v in width] if isinstance(width, list) else fix(width)
 
 
 def _option_key(name: str, message: str) -> str:
@@ -414,13 +449,25 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"config key 'datasets.{name}.loader': {entry['loader']!r} is not allowed; "
                 f"allowed: one of {', '.join(LOADERS)}"
             )
-    for axis in ("eta", "delta"):
-        spelled = [format_value(float(v)) for v in config["grid"][axis]]
+    numbers = {f"grid.{axis}": config["grid"].get(axis, []) for axis in ("eta", "delta", "ratio")}
+    numbers |= {
+        f"datasets.{name}.ratio": entry["ratio"]
+        for name, entry in config["datasets"].items()
+        if "ratio" in entry
+    }
+    for key, values in numbers.items():
+        spelled = [format_value(float(v)) for v in values]
         if len(set(spelled)) != len(spelled):
             twice = sorted({v for v in spelled if spelled.count(v) > 1})
             raise ConfigError(
-                f"config key 'grid.{axis}': values {spelled} are not allowed "
+                f"config key {key!r}: values {spelled} are not allowed "
                 f"({', '.join(twice)} given more than once); allowed: distinct numbers"
+            )
+        if key.endswith("ratio") and 1 not in values:
+            raise ConfigError(
+                f"config key {key!r}: {values} is not allowed (it lacks 1, the balanced init "
+                "the paper's claims are measured on); allowed: distinct numbers > 0 and "
+                "<= 1000000, one of them 1"
             )
     for name, entry in config["datasets"].items():
         loader = entry["loader"]
@@ -490,6 +537,20 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: {err}") from None
 
 
+def widths(config: Mapping[str, Any], dataset: str) -> list[int]:
+    """A dataset's hidden widths: its own ``width``, else the top-level one, as a list.
+
+    The report's claims are measured at the smallest (:mod:`lindyn.report.loading`).
+    """
+    width = config["datasets"][dataset].get("width", config["width"])
+    return [int(v) for v in (width if isinstance(width, list) else [width])]
+
+
+def ratios(config: Mapping[str, Any], dataset: str) -> list[float]:
+    """A dataset's per-layer scale ratios (:mod:`lindyn.init`): its own, else ``grid.ratio``."""
+    return [float(v) for v in config["datasets"][dataset].get("ratio", config["grid"]["ratio"])]
+
+
 def grid_cells(config: Mapping[str, Any], dataset: str) -> list[dict[str, str]]:
     """The grid cells of one dataset, as path-ready strings.
 
@@ -497,23 +558,23 @@ def grid_cells(config: Mapping[str, Any], dataset: str) -> list[dict[str, str]]:
     whatever the seed list; the random one gets a cell per seed.
     """
     grid = config["grid"]
-    width = config["datasets"][dataset].get("width", config["width"])
     seeds = grid["seed"]
     cells = []
-    for depth in grid["depth"]:
-        for init in grid["init"]:
-            for seed in [0] if init == "aligned" else seeds:
-                for eta in grid["eta"]:
-                    for delta in grid["delta"]:
-                        cells.append(
-                            {
-                                "dataset": dataset,
-                                "depth": str(depth),
-                                "width": str(width),
-                                "init": init,
-                                "seed": str(seed),
-                                "eta": format_value(float(eta)),
-                                "delta": format_value(float(delta)),
-                            }
-                        )
+    for depth, width, ratio, init in itertools.product(
+        grid["depth"], widths(config, dataset), ratios(config, dataset), grid["init"]
+    ):
+        for seed in [0] if init == "aligned" else seeds:
+            for eta, delta in itertools.product(grid["eta"], grid["delta"]):
+                cells.append(
+                    {
+                        "dataset": dataset,
+                        "depth": str(depth),
+                        "width": str(width),
+                        "ratio": format_value(ratio),
+                        "init": init,
+                        "seed": str(seed),
+                        "eta": format_value(float(eta)),
+                        "delta": format_value(float(delta)),
+                    }
+                )
     return cells

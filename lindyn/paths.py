@@ -24,9 +24,9 @@ __all__ = [
 ]
 
 # The aggregated stores of a dataset (lindyn.aggregate), in the order they are written.
-AGGREGATES = ("trajectories", "phase_times", "bounds", "path")
+AGGREGATES = ("trajectories", "phase_times", "bounds", "path", "learning")
 # The aggregated tables that are also written as CSV files.
-CSV_TABLES = ("phase_times", "bounds", "path")
+CSV_TABLES = ("phase_times", "bounds", "path", "learning")
 # What each table of `lindyn query` shows: its aggregated store and columns.
 QUERY_COLUMNS = {
     "phase": (
@@ -56,6 +56,17 @@ QUERY_COLUMNS = {
             "min_rel_dist_rrr",
             "window_start_rrr",
             "window_end_rrr",
+            "status",
+        ],
+    ),
+    "learning": (
+        "learning",
+        [
+            "sequential_fraction",
+            "sequential_pairs",
+            "peak_effective_rank",
+            "effective_rank_at_first",
+            "final_effective_rank",
             "status",
         ],
     ),

@@ -18,13 +18,17 @@ Figures (THEORY §10 for the paper's):
 7. :func:`figure_path` — distances to ``W_k^seq`` and ``W_k^RRR`` along the path;
 8. :func:`figure_separation` — measured separation of consecutive components over
    (δ, η) against Corollary 3 and the eigen-gap condition (table:
-   :func:`separation_table`).
+   :func:`separation_table`);
+9. :func:`figure_init` — the initialisation axes: effective rank of ``W(t)`` over
+   time for several per-layer scale ratios and widths, and the sequential
+   fraction against the ratio (table: :func:`init_axes_frame`).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +49,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lindyn import flow, regime, theory
-from lindyn.runs import GRID_DIMS, USABLE_STATUSES
+from lindyn.runs import BALANCED, GRID_DIMS, USABLE_STATUSES
 from lindyn.store import write_atomically
 
 __all__ = [
@@ -58,14 +62,17 @@ __all__ = [
     "figure_eps",
     "figure_flow",
     "figure_generalisation",
+    "figure_init",
     "figure_path",
     "figure_separation",
     "figure_theorem3",
     "figure_transitions",
+    "init_axes_frame",
     "pca_oracle_errors",
     "reference_cell",
     "save_figure",
     "separation_table",
+    "sequential_onset",
 ]
 
 DPI = 120
@@ -80,6 +87,7 @@ FIGURE_SIZES = {
     "separation": (13.0, 9.0),
     "generalisation": (12.0, 4.0),
     "departure": (12.0, 8.5),
+    "init": (13.0, 4.2),
 }
 DEPTH_COLORS = {
     1: "0.45",
@@ -1508,6 +1516,9 @@ def figure_generalisation(studies: Mapping[str, xr.Dataset]) -> Figure:
         )
         for ax in (ax_path, ax_rank):
             ax.legend(fontsize=7, ncols=2)
+    return fig
+
+
 # ------------------------------------------------------------------ departure
 
 
@@ -1595,4 +1606,169 @@ def figure_departure(ds: xr.Dataset | None) -> Figure:
     ]
     fig.legend(handles=handles, ncols=min(len(handles), 5), loc="outside lower center")
     fig.suptitle("The ε > 0 departure law: aligned init on `commuting`, B's size swept")
+    return fig
+
+
+# ------------------------------------------------------------------ initialisation axes
+
+# The axes of the initialisation study, beside depth and δ.
+INIT_AXES = ("init", "width", "ratio")
+
+
+def has_init_axes(learning: xr.Dataset | None) -> bool:
+    """Whether a learning store spans more than one width or ratio."""
+    return learning is not None and any(
+        axis in learning.dims and learning.sizes[axis] > 1 for axis in ("width", "ratio")
+    )
+
+
+def init_axes_frame(learning: xr.Dataset) -> pd.DataFrame:
+    """The learning store's runs reduced over η and seeds, per depth, init, width, ratio and δ.
+
+    Parameters
+    ----------
+    learning : xarray.Dataset
+        A dataset's ``learning`` store (:func:`lindyn.aggregate.learning`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``depth, init, width, ratio, delta``; ``runs`` (usable runs);
+        ``sequential`` (mean of their sequential fractions, over runs with a known
+        pair); ``erank_first``, ``erank_peak``, ``erank_final`` (medians of the
+        effective rank at ``t_1(0.9)``, its peak and its final value).
+    """
+    names = ["sequential_fraction", "effective_rank_at_first", "peak_effective_rank"]
+    names.append("final_effective_rank")
+    frame = learning[[*names, "status"]].to_dataframe().reset_index()
+    frame = frame[frame["status"].astype(str).isin(USABLE_STATUSES)]
+    keys = ["depth", *INIT_AXES, "delta"]
+    grouped = frame.groupby(keys, sort=True)
+    out = pd.DataFrame(
+        {
+            "runs": grouped.size(),
+            "sequential": grouped["sequential_fraction"].mean(),
+            "erank_first": grouped["effective_rank_at_first"].median(),
+            "erank_peak": grouped["peak_effective_rank"].median(),
+            "erank_final": grouped["final_effective_rank"].median(),
+        }
+    )
+    return out.reset_index()
+
+
+def _erank_panel(
+    ax: Any, traj: xr.Dataset, depth: int, init: str, curves: Sequence[dict[str, Any]], label: str
+) -> None:
+    """Effective rank against steps of one run per curve (its cell, colour and label)."""
+    for curve in curves:
+        run = traj["effective_rank"].sel(curve["cell"])
+        ax.plot(traj["step"].values, run.values, color=curve["color"], label=curve["label"])
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("effective rank of W(t)")
+    ax.set_title(f"{label}, L = {depth}, {init}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def sequential_onset(frame: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Per depth, init, width and ratio: the smallest δ from which learning stays sequential.
+
+    The smallest δ of :func:`init_axes_frame` ``frame`` such that at it and at every
+    larger δ with a measured fraction, the sequential fraction is at least
+    ``threshold``; NaN if there is none.
+    """
+    rows = []
+    for key, cells in frame.groupby(["depth", *INIT_AXES], sort=True):
+        known = cells.dropna(subset=["sequential"]).sort_values("delta")
+        ok = (known["sequential"] >= threshold).to_numpy()
+        # Suffix of δ values all at or above the threshold.
+        tail = np.flip(np.logical_and.accumulate(np.flip(ok))) if ok.size else ok
+        onset = float(known["delta"].to_numpy()[tail].min()) if tail.any() else math.nan
+        rows.append((*key, onset))
+    return pd.DataFrame(rows, columns=["depth", *INIT_AXES, "onset"])
+
+
+def figure_init(
+    stores: Mapping[str, tuple[xr.Dataset | None, xr.Dataset | None]],
+    depth: int = 2,
+    threshold: float = 0.75,
+) -> Figure:
+    """The initialisation axes: effective rank over time, sequential fraction against ratio.
+
+    One row per dataset whose learning store spans several widths or ratios:
+    (a) the effective rank of ``W(t)`` of the aligned runs at the reference cell
+    (largest δ, smallest η; the smallest width) for each ratio; (b) the same for
+    the random init (seed: the smallest usable) at ratio 1, one curve per width;
+    (c) the onset δ of sequential learning (:func:`sequential_onset`: the smallest δ
+    from which the mean sequential fraction over η and seeds stays ≥ ``threshold``)
+    against the ratio, one line per depth ≥ 2 (colour), init (line style) and width
+    (marker).
+
+    Parameters
+    ----------
+    stores : mapping
+        Dataset name -> (learning store, trajectories over every width and ratio).
+    depth : int
+        Depth of panels (a) and (b).
+    threshold : float
+        Sequential fraction of panel (c)'s onset.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        :data:`FIGURE_SIZES` ``["init"]`` per row.
+    """
+    rows = {
+        name: pair
+        for name, pair in stores.items()
+        if has_init_axes(pair[0]) and pair[1] is not None and "effective_rank" in pair[1]
+    }
+    if not rows:
+        return placeholder("init", "no dataset spans several widths or per-layer scale ratios")
+    fig = new_figure("init", rows=len(rows))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for row, (name, (learning, traj)) in zip(axes, rows.items(), strict=True):
+        ratios = [float(r) for r in traj["ratio"].values]
+        widths = [int(w) for w in traj["width"].values]
+        for init, ax, axis, values in (
+            ("aligned", row[0], "ratio", ratios),
+            ("random", row[1], "width", widths),
+        ):
+            fixed = {"width": min(widths)} if axis == "ratio" else {"ratio": BALANCED}
+            curves = []
+            for j, value in enumerate(values):
+                sub = traj.sel({**fixed, axis: value})
+                ref = reference_cell(sub, depth, init) if init in sub["init"] else None
+                if ref is None:
+                    continue
+                cell = {**fixed, axis: value, **{k: v for k, v in ref.items() if k in sub.dims}}
+                shade = cmap(j / max(len(values) - 1, 1))
+                curves.append({"cell": cell, "color": shade, "label": f"{axis} {value:g}"})
+            if curves:
+                _erank_panel(ax, traj, depth, init, curves, name)
+            else:
+                _note(ax, f"no usable {init} run at depth {depth}")
+        frame = init_axes_frame(learning)
+        onset = sequential_onset(frame[frame["depth"] >= 2], threshold)
+        ax = row[2]
+        for (d, init, width), line in onset.groupby(["depth", "init", "width"]):
+            ax.plot(
+                line["ratio"],
+                line["onset"],
+                color=depth_color(d),
+                ls="-" if init == "aligned" else "--",
+                marker=MARKERS[widths.index(int(width)) % len(MARKERS)],
+                label=f"L = {d}, {init}, width {width}",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("per-layer scale ratio (first / last layer)")
+        ax.set_ylabel(f"δ from which ≥ {threshold:g} of pairs are sequential")
+        ax.set_title(f"{name}: onset of sequential learning (mean over η, seeds)", fontsize=9)
+        ax.legend(fontsize=6, ncol=2, loc="lower right")
+    fig.suptitle(
+        "Initialisation axes: effective rank exp(H(σ/Σσ)) of W(t), and the δ from which "
+        "consecutive pairs are learned sequentially"
+    )
     return fig

@@ -2,7 +2,7 @@
 
 ``open_results("results")`` returns an :class:`xarray.DataTree` with one node per
 dataset and one child per aggregated table (``trajectories``, ``phase_times``,
-``bounds``, ``path``), each with the grid axes as dimensions::
+``bounds``, ``path``, ``learning``), each with the grid axes as dimensions::
 
     tree = lindyn.open_results("results")
     tree["digits/phase_times"].ds.sel(depth=2, eta=0.1, fraction=0.5)
@@ -35,6 +35,7 @@ from lindyn.paths import (
     stats_path,
 )
 from lindyn.provenance import code_hash, git_commit
+from lindyn.runs import BALANCED
 from lindyn.store import STATS_KIND, open_store
 
 __all__ = ["open_results", "query_main", "query_table", "stale_runs"]
@@ -353,11 +354,13 @@ def stale_runs(
         frame.insert(0, "dataset", dataset)
         frame["init"] = str(block["init"].values)
         frame["width"] = int(block["width"].values)
+        # A balanced block made before the ratio axis existed records no ratio.
+        frame["ratio"] = float(block["ratio"].values) if "ratio" in block.coords else BALANCED
         frame["stale"] = bool(reasons)
         frame["why"] = "; ".join(reasons)
         frame["path"] = shown
         frames.append(frame)
-    columns = ["dataset", "depth", "width", "eta", "delta", "init", "seed", "status"]
+    columns = ["dataset", "depth", "width", "ratio", "eta", "delta", "init", "seed", "status"]
     if not frames:
         return pd.DataFrame(columns=[*columns, "stop_step", "stale", "why", "path"])
     frame = pd.concat(frames, ignore_index=True)

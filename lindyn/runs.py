@@ -8,6 +8,7 @@ nothing of lindyn.
 from __future__ import annotations
 
 __all__ = [
+    "BALANCED",
     "FRACTIONS",
     "GRID_DIMS",
     "MISSING",
@@ -15,8 +16,12 @@ __all__ = [
     "USABLE_STATUSES",
 ]
 
-GRID_DIMS = ("depth", "width", "eta", "delta", "init", "seed")
+GRID_DIMS = ("depth", "width", "ratio", "eta", "delta", "init", "seed")
 """The axes of a dataset's grid of runs, in the order of the aggregated stores."""
+
+BALANCED = 1.0
+"""The per-layer scale ratio of the balanced init (:mod:`lindyn.init`): every layer
+at the same scale ``e^{−δ}``, as in the paper. The report's claims are measured on it."""
 
 FRACTIONS = (0.1, 0.5, 0.9)
 """The fractions ``f`` of ``u_i ≥ f·ρ_i`` whose first crossing step every run records."""

@@ -54,7 +54,7 @@ from lindyn.engines import make_engine
 from lindyn.gd import DIVERGENCE_FACTOR, EigenProblem, log_schedule
 from lindyn.init import INIT_MODES, init_layers
 from lindyn.regime import step_budget
-from lindyn.runs import FRACTIONS
+from lindyn.runs import BALANCED, FRACTIONS
 from lindyn.stats import Stats
 
 if TYPE_CHECKING:
@@ -391,6 +391,7 @@ def sweep(
     seeds: int | Sequence[int] = (0,),
     width: int | None = None,
     *,
+    ratio: float = BALANCED,
     max_steps: int = RunSettings.max_steps,
     log_density: int = RunSettings.log_density,
     tol: float = RunSettings.tol,
@@ -418,12 +419,15 @@ def sweep(
         deterministic: it has no seed axis and ``seeds`` is ignored.
     width : int, optional
         Hidden width ``r`` (default ``m = min(d, p)``).
+    ratio : float
+        Per-layer scale ratio of the init, first layer over last, the product's
+        scale unchanged (:func:`lindyn.init.layer_scales`; 1: balanced).
     max_steps, log_density, tol, max_components, budget, budget_margin, stop
         See :class:`RunSettings`. With ``budget="theory"`` each cell runs for the
         steps its tracked components' 0.9 crossings need per the ε = 0 flow (and
         Corollary 3's ``t⁺`` at depth 2) from the aligned init of its δ, times
-        ``budget_margin``, at most ``max_steps`` (for the random init this is an
-        estimate); the logged steps stay those of ``max_steps``, NaN past a
+        ``budget_margin``, at most ``max_steps`` (for the random or an unbalanced
+        init this is an estimate); the logged steps stay those of ``max_steps``, NaN past a
         cell's stop.
     kernel : {"auto", "numba", "numpy"}
         Engine (:func:`lindyn.engines.make_engine`); both give the same iterates.
@@ -438,7 +442,7 @@ def sweep(
     xarray.Dataset
         Dimensions ``depth, eta, delta`` (and ``seed`` for the random init), then
         ``step`` (logged steps), ``component``, ``fraction``, ``sv_index``, ``k``;
-        scalar coordinates ``init`` and ``width``; per cell ``status``,
+        scalar coordinates ``init``, ``width`` and ``ratio``; per cell ``status``,
         ``stop_step``, ``loss_final``, ``loss_target`` and, when ``budget`` or
         ``stop`` is not the default, ``step_budget`` and ``crossings_missed``
         (per fraction); provenance in ``attrs``.
@@ -488,6 +492,9 @@ def sweep(
     r = stats.m if width is None else int(width)
     if r < 1:
         raise ValueError(f"width must be an integer >= 1, got {width!r}")
+    ratio = float(ratio)
+    if not (np.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"ratio must be a finite number > 0, got {ratio!r}")
 
     K = max(stats.rank, 1)
     seq = [theory.w_seq(stats.U, stats.V, stats.rho, k) for k in range(1, K + 1)]
@@ -529,7 +536,7 @@ def sweep(
         desc=f"sweep of {len(depths) * len(cells)} runs",
     ) as bar:
         for L in depths:
-            layers0 = [init_layers(stats, L, r, dl, init, sd) for _, dl, sd in cells]
+            layers0 = [init_layers(stats, L, r, dl, init, sd, ratio) for _, dl, sd in cells]
             target = stats.rrr_loss(min(r, K) if L > 1 else K)
             batch = _run_batch(
                 problem,
@@ -649,6 +656,7 @@ def sweep(
         "k": ("k", np.arange(1, K + 1), {"long_name": "rank k of the target solution"}),
         "init": init,
         "width": r,
+        "ratio": ratio,
     }
     if init == "random":
         coords["seed"] = seed_list
@@ -685,8 +693,8 @@ def simulate(
     depth, eta, delta, seed, width, init
         The cell (see :func:`sweep`).
     **settings
-        ``max_steps``, ``log_density``, ``tol``, ``max_components``, ``budget``,
-        ``budget_margin``, ``stop``, ``kernel``.
+        ``ratio``, ``max_steps``, ``log_density``, ``tol``, ``max_components``,
+        ``budget``, ``budget_margin``, ``stop``, ``kernel``.
 
     Returns
     -------

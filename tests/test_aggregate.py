@@ -71,6 +71,7 @@ def test_combined_grid_holds_every_block_at_its_cells(in_process_results, runs):
     assert {dim: runs.sizes[dim] for dim in GRID_DIMS} == {
         "depth": len(grid["depth"]),
         "width": 1,
+        "ratio": 1,
         "eta": len(grid["eta"]),
         "delta": len(grid["delta"]),
         "init": len(grid["init"]),
@@ -78,7 +79,8 @@ def test_combined_grid_holds_every_block_at_its_cells(in_process_results, runs):
     }
     for path, block in _pairs(in_process_results):
         stored = open_block(path, block.expected()).compute()
-        where = {"init": block.init, "width": block.width, "depth": list(block.depth)}
+        where = {"init": block.init, "width": block.width, "ratio": block.ratio}
+        where |= {"depth": list(block.depth)}
         where |= {"eta": list(block.eta), "delta": list(block.delta)}
         placed = runs.sel(where | {"seed": list(block.seed) if block.seed else [0]})
         if not block.seed:  # the aligned init has no seed axis: it sits at seed 0
@@ -120,7 +122,7 @@ def test_phase_times_measure_the_usable_runs_only(runs, spectra):
 def test_phase_time_predictions_are_theorys_at_each_cell(runs, spectra):
     s, lam = spectra
     phase = phase_times(runs, s, lam)
-    cell = {"init": "random", "width": 3, "seed": 1, "delta": 3.0, "eta": 0.1}
+    cell = {"init": "random", "width": 3, "ratio": 1.0, "seed": 1, "delta": 3.0, "eta": 0.1}
     for depth in CONFIG["grid"]["depth"]:
         at = phase.sel(cell | {"depth": depth})
         u0 = runs["u"].sel(cell | {"depth": depth}).isel(step=0)

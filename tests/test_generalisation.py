@@ -14,6 +14,7 @@ import xarray as xr
 from helpers import product, random_problem
 
 import lindyn
+from lindyn import plots
 from lindyn.cli import main
 from lindyn.datasets import DatasetError, load_dataset
 from lindyn.datasets.preprocess import split_rows
@@ -238,6 +239,10 @@ def test_the_study_runs_paths_to_convergence_and_summarises_them(digits, tmp_pat
     table = pd.read_csv(csv)
     assert set(table["method"]) == {*BASELINES, "gd L=1", "gd L=2"}
     assert (table.set_index("method").loc["gd L=1", "parameter"]) == "eta=0.2, delta=1"
+    fig = plots.figure_generalisation({"digits": study, "again": study})
+    assert len(fig.axes) == 4  # per dataset: the paths, the estimators by rank
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert {"L = 1", "L = 2", "best ridge", "best rrr"} <= set(labels)
 
 
 def test_summary_puts_the_winner_first(digits):

@@ -73,6 +73,25 @@ def test_appending_a_value_simulates_at_most_tile_times_the_new_cells(copy_of_pi
         assert jobs["simulate"] == 3
 
 
+def test_adding_a_ratio_or_a_width_simulates_only_their_blocks(copy_of_pipeline):
+    """The balanced blocks keep their names and arguments: only the new ones run."""
+    before = copy.deepcopy(TINY_CONFIG)
+    after = copy.deepcopy(before)
+    after["grid"]["ratio"] = [1, 4]
+    after["datasets"]["commuting"]["width"] = [3, 5]
+    _write_config(copy_of_pipeline, after)
+    jobs, cells = planned_jobs(copy_of_pipeline)
+    new = [
+        block
+        for name in after["datasets"]
+        for block in plan_blocks(validated(after), name)
+        if block.ratio != 1 or block.width != 3
+    ]
+    assert cells == grid_size(after) - grid_size(before) == sum(b.cells for b in new)
+    assert jobs["simulate"] == len(new) == 2 * 3 + 2 * 2  # ratio 4 everywhere, width 5 twice
+    assert jobs["aggregate"] == 3 and "dataset_stats" not in jobs
+
+
 def test_dataset_option_change_recomputes_that_dataset_only(copy_of_pipeline):
     config = copy.deepcopy(TINY_CONFIG)
     config["datasets"]["digits"]["options"]["n"] = 300
@@ -126,7 +145,7 @@ def test_open_results_and_query_match_block_stores(tiny_pipeline):
         tiny_pipeline / "results/blocks/commuting/random_w3_L0_e0_d0_s0.zarr.zip"
     ).load()
     run = block.sel(depth=2, seed=0, eta=0.2, delta=3.0)
-    sel = dict(depth=2, width=3, init="random", seed=0, eta=0.2, delta=3.0)
+    sel = dict(depth=2, width=3, ratio=1.0, init="random", seed=0, eta=0.2, delta=3.0)
     np.testing.assert_array_equal(
         phase["t_measured"].sel(**sel).values, run["crossing_step"].values
     )

@@ -81,7 +81,8 @@ def test_aggregate_equals_block_stores(tiny_pipeline):
     assert {"depth", "width", "eta", "delta", "init", "seed"} <= set(agg.dims)
     for block in plan_blocks(validated(TINY_CONFIG), "digits"):
         stored = open_block(tiny_pipeline / block_path(block)).load()
-        sel = agg.sel(init=block.init, width=block.width, depth=list(block.depth))
+        sel = agg.sel(init=block.init, width=block.width, ratio=block.ratio)
+        sel = sel.sel(depth=list(block.depth))
         sel = sel.sel(eta=list(block.eta), delta=list(block.delta))
         sel = sel.sel(seed=list(block.seed)) if block.seed else sel.sel(seed=0)
         for name in ("u", "loss", "singular_values", "crossing_step", "status"):
@@ -112,7 +113,7 @@ def test_phase_times_and_bounds_recomputed_independently(tiny_pipeline):
     bounds = open_store(tiny_pipeline / "results/aggregate/commuting/bounds.zarr.zip", "aggregated")
     for eta in TINY_CONFIG["grid"]["eta"]:
         for delta in TINY_CONFIG["grid"]["delta"]:
-            sel = dict(depth=2, width=3, init="aligned", seed=0, eta=eta, delta=delta)
+            sel = dict(depth=2, width=3, ratio=1.0, init="aligned", seed=0, eta=eta, delta=delta)
             u = theory.gd_component(stats.s[:3], stats.lam[:3], 2, eta, delta, 2000)
             for f in (0.1, 0.5, 0.9):
                 expected = theory.first_crossing(u, stats.rho[:3], f, axis=0).astype(float)
@@ -198,9 +199,10 @@ def test_default_config_dry_run_is_fast(tmp_path):
     proc = run_snakemake(workdir, "-n")
     elapsed = time.perf_counter() - start
     assert elapsed < 30, f"dry run took {elapsed:.1f} s"
-    # 4 datasets × (aligned + random) × 2 δ tiles (4 + 1 values): 960 cells in 16 blocks
-    assert re.search(r"^simulate\s+16$", proc.stdout, re.MULTILINE), proc.stdout[-2000:]
-    assert sum(cells for _, cells in scheduled_cells(proc.stdout).values()) == 960
+    # 4 datasets × (aligned + random) × 2 δ tiles (4 + 1 values): 960 cells in 16 blocks,
+    # and on commuting 3 ratios × 2 widths instead of 1: 1200 cells in 20 blocks more
+    assert re.search(r"^simulate\s+36$", proc.stdout, re.MULTILINE), proc.stdout[-2000:]
+    assert sum(cells for _, cells in scheduled_cells(proc.stdout).values()) == 2160
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ FIGURES: dict[str, tuple[str, str, str]] = {
         "Beyond the paper",
     ),
     "fig10_departure": ("departure", "The ε > 0 departure law", "Beyond the paper"),
+    "fig11_init": ("init", "Initialisation axes: unbalanced layers and width", "Beyond the paper"),
 }
 # Figures drawn from the departure study's store (lindyn.departure), not from datasets.
 DEPARTURE_FIGURES = ("fig10_departure",)
@@ -186,6 +187,13 @@ def make_figure(
         )
     elif figure == "fig6_depth":
         fig = plots.figure_depth({n: (r.stats, r.trajectories) for n, r in results.items()})
+    elif figure == "fig11_init":
+        from lindyn.report.rules import RULES
+
+        fig = plots.figure_init(
+            {n: (r.learning, r.all_trajectories) for n, r in results.items()},
+            threshold=RULES["Sequential learning"].threshold,
+        )
     elif figure == "fig8_separation":
         fig = plots.figure_separation(
             {n: r.phase_times for n, r in results.items() if r.phase_times is not None},

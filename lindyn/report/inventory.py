@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["provenance_section", "run_inventory", "runs_section"]
 
-_CELL = ["depth", "width", "eta", "delta", "init", "seed"]
+_CELL = ["depth", "width", "ratio", "eta", "delta", "init", "seed"]
 _STATUSES = (*STATUSES, MISSING)
 
 
@@ -35,7 +35,7 @@ def run_inventory(
 
     frames = []
     for res in results.values():
-        traj = res.trajectories
+        traj = res.all_trajectories
         columns = ["status", "stop_step", "loss_final", "elapsed_seconds"]
         if traj is not None:
             frame = traj[[c for c in columns if c in traj]].to_dataframe().reset_index()
@@ -64,7 +64,8 @@ def _expected_cells(
         cells = pd.DataFrame(grid_cells(config, res.name))
         if cells.empty:
             return None
-        types = {"depth": int, "width": int, "eta": float, "delta": float, "init": str, "seed": int}
+        types = {"depth": int, "width": int, "ratio": float, "eta": float, "delta": float}
+        types |= {"init": str, "seed": int}
         return pd.DataFrame({key: cells[key].astype(kind) for key, kind in types.items()})
     if frame.empty:
         return None
@@ -87,7 +88,7 @@ def runs_section(inventory: pd.DataFrame, problems: Sequence[str], limit: int = 
         "flow predicts past a run's stop step are counted as such in the claims' evidence.",
         "",
     ]
-    keys = ["dataset", "depth", "width", "init", "seed", "eta", "delta", "status"]
+    keys = ["dataset", "depth", "width", "ratio", "init", "seed", "eta", "delta", "status"]
     if len(bad):
         rows = bad[keys + [c for c in ("stop_step", "loss_final") if c in bad]].values.tolist()
         lines += [md_table([*keys, "stop step", "final loss"][: len(rows[0])], rows), ""]
@@ -142,13 +143,13 @@ def provenance_section(
     prov = provenance()
     commits = set()
     for res in results.values():
-        for ds in (res.stats, res.trajectories):
+        for ds in (res.stats, res.all_trajectories):
             if ds is not None and "git_commit" in ds.attrs:
                 commits.add(str(ds.attrs["git_commit"]))
-        if res.trajectories is not None and "git_commit" in res.trajectories:
+        if res.all_trajectories is not None and "git_commit" in res.all_trajectories:
             commits |= {
                 str(c)
-                for c in np.unique(res.trajectories["git_commit"].values)
+                for c in np.unique(res.all_trajectories["git_commit"].values)
                 if str(c) not in ("", "nan")
             }
     lines = [

@@ -3,6 +3,12 @@
 Every store is opened through :func:`lindyn.store.open_store`, which checks that
 it is whole and is what it claims: its ``kind``, its ``dataset`` and, for the
 aggregated stores, the hash of the statistics they were computed from.
+
+The paper's claims are about the balanced init: :class:`DatasetResults` holds the
+trajectories, phase times, bounds and path stores at ratio 1 and the grid's
+smallest width (:func:`claims_view`; the ``ratio`` axis dropped, ``width`` kept
+with that one value), and the ``learning`` store and ``all_trajectories`` over
+every width and ratio, for the initialisation axes and the run inventory.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from lindyn.paths import (
     generalisation_path,
     stats_path,
 )
-from lindyn.runs import GRID_DIMS
+from lindyn.runs import BALANCED, GRID_DIMS
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -31,11 +37,14 @@ __all__ = [
     "GRID_DIMS",
     "DatasetResults",
     "aggregate_paths",
+    "claims_view",
     "load_dataset",
     "load_results",
     "tidy",
 ]
 
+# The aggregated stores the paper's claims read (lindyn.report.claims).
+CLAIMS_STORES = ("trajectories", "phase_times", "bounds", "path")
 # Variables of the path store that are per rank k; any other is the run's own.
 K_VARIABLES = (
     "dist_seq",
@@ -55,7 +64,12 @@ K_VARIABLES = (
 
 @dataclass
 class DatasetResults:
-    """One dataset's statistics store and aggregated stores (None where absent)."""
+    """One dataset's statistics store and aggregated stores (None where absent).
+
+    ``trajectories``, ``phase_times``, ``bounds`` and ``path`` are the claims' view
+    (:func:`claims_view`); ``learning`` and ``all_trajectories`` hold every width
+    and ratio.
+    """
 
     name: str
     stats: xr.Dataset | None
@@ -65,6 +79,8 @@ class DatasetResults:
     path: xr.Dataset | None = None
     # the generalisation study (lindyn.generalisation.study), if the dataset has a test set
     generalisation: xr.Dataset | None = None
+    learning: xr.Dataset | None = None
+    all_trajectories: xr.Dataset | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -88,8 +104,8 @@ class DatasetResults:
 
     @property
     def complete(self) -> bool:
-        """Whether every aggregated store is there."""
-        return all(getattr(self, name) is not None for name in AGGREGATES)
+        """Whether every aggregated store the claims read is there (all but ``learning``)."""
+        return all(getattr(self, name) is not None for name in CLAIMS_STORES)
 
 
 def _scalar(ds: xr.Dataset | None, name: str) -> float:
@@ -128,6 +144,19 @@ def tidy(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def claims_view(ds: xr.Dataset) -> xr.Dataset:
+    """The runs the paper's claims are measured on: ratio 1, the smallest width.
+
+    The ``ratio`` axis is dropped; ``width`` stays a dimension, of that one value.
+    A store made before the ratio axis existed has none and is returned as it is.
+    """
+    if "ratio" in ds.dims:
+        ds = ds.sel(ratio=BALANCED, drop=True)
+    if "width" in ds.dims and ds.sizes["width"] > 1:
+        ds = ds.isel(width=[int(ds["width"].values.argmin())])
+    return ds
+
+
 def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
     """Open (and load into memory, verifying them) one dataset's stores.
 
@@ -158,7 +187,9 @@ def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
         ds = tidy(open_store(path, "aggregated", kind=aggregate_kind(key), expected=expected))
         if "status" in ds:
             ds["status"] = ds["status"].astype(str)
-        setattr(res, key, ds)
+        if key == "trajectories":
+            res.all_trajectories = ds
+        setattr(res, key, ds if key == "learning" else claims_view(ds))
     study = generalisation_path(results, name)
     if study.exists():  # datasets without a test set have no generalisation study
         expected = {"dataset": name}

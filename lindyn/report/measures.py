@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from lindyn.learning import sequential_pairs
 from lindyn.report.loading import DatasetResults
 from lindyn.runs import FRACTIONS, MISSING, USABLE_STATUSES
 
@@ -161,14 +162,10 @@ def sequential(
     """Per consecutive pair and run: 1 if learned sequentially, 0 if not, NaN if unknown.
 
     Sequential: ``t_{i+1}(0.1) ≥ t_i(0.5)`` (component i+1 below 10 % of its target
-    when i reaches half of its); with ``disjoint``, ``t_{i+1}(0.1) > t_i(0.9)``.
-    Pair (i, i+1) sits at component i.
+    when i reaches half of its); with ``disjoint``, ``t_{i+1}(0.1) > t_i(0.9)``
+    (:func:`lindyn.learning.sequential_pairs`). Pair (i, i+1) sits at component i.
     """
-    t10, t50, t90 = crossings(phase, depth, n, var=var)
-    lead = t90 if disjoint else t50
-    nxt = t10.shift(component=-1)
-    later = nxt > lead if disjoint else nxt >= lead
-    return later.astype(float).where(nxt.notnull() & lead.notnull())
+    return sequential_pairs(*crossings(phase, depth, n, var=var), disjoint=disjoint)
 
 
 def separated(phase: xr.Dataset, n: int, var: str = "t_measured") -> xr.DataArray:

@@ -1,4 +1,4 @@
-"""The beyond-the-paper tables: depth ≥ 3, the ordering caveat, random init, ε > 0, early stopping.
+"""The beyond-the-paper tables: depth ≥ 3, the ordering caveat, the init, ε > 0, early stopping.
 
 Each function takes the loaded stores of every dataset and returns a markdown
 table (or a one-line note naming why there is none). Like the claims, a table
@@ -25,6 +25,7 @@ __all__ = [
     "depth_table",
     "early_stopping_table",
     "eps_rows",
+    "init_axes_table",
     "init_table",
     "ordering_table",
 ]
@@ -216,6 +217,79 @@ def init_table(results: Mapping[str, DatasetResults]) -> str:
     )
 
 
+def init_axes_table(results: Mapping[str, DatasetResults]) -> str:
+    """Sequential fraction and effective rank per depth ≥ 2, init, width and ratio.
+
+    Datasets whose learning store spans several widths or ratios only
+    (:func:`lindyn.plots.init_axes_frame`): the sequential fraction at each δ (mean
+    over η and seeds of the runs' fractions of sequential pairs), then at δ* (per depth,
+    the largest δ with a measured sequential fraction: deeper runs at large δ need more
+    steps than the budget) the effective rank of ``W(t)`` when the first component is
+    learned and at its peak (medians), and a summary of where sequential learning
+    survives (fraction at least the sequential-learning rule's threshold at δ*).
+    """
+    from lindyn.plots import has_init_axes, init_axes_frame
+
+    threshold = RULES["Sequential learning"].threshold
+    deltas = _axis_values(
+        {n: r for n, r in results.items() if has_init_axes(r.learning)}, "learning", "delta", float
+    )
+    rows, survives, lost = [], [], []
+    for res in results.values():
+        if not has_init_axes(res.learning):
+            continue
+        frame = init_axes_frame(res.learning)
+        frame = frame[frame["depth"] >= 2]
+        known = frame[frame["sequential"].notna()]
+        tops = known.groupby("depth")["delta"].max().to_dict()
+        for (depth, init, width, ratio), cells in frame.groupby(
+            ["depth", "init", "width", "ratio"], sort=True
+        ):
+            by_delta = cells.set_index("delta")
+            top = tops.get(depth, math.nan)
+            at_top = by_delta.loc[top] if top in by_delta.index else None
+            rows.append(
+                [
+                    res.name,
+                    f"L = {depth}",
+                    init,
+                    int(width),
+                    f"{ratio:g}",
+                    *[
+                        fmt(float(by_delta.loc[d, "sequential"])) if d in by_delta.index else "—"
+                        for d in deltas
+                    ],
+                    f"{top:g}" if at_top is not None else "—",
+                    fmt(float(at_top["erank_first"])) if at_top is not None else "—",
+                    fmt(float(at_top["erank_peak"])) if at_top is not None else "—",
+                ]
+            )
+            if at_top is not None and math.isfinite(float(at_top["sequential"])):
+                where = f"{res.name} L = {depth} {init} width {width} ratio {ratio:g}"
+                (survives if float(at_top["sequential"]) >= threshold else lost).append(where)
+    if not rows:
+        return "_No dataset spans several widths or per-layer scale ratios._"
+    table = md_table(
+        [
+            "dataset",
+            "depth",
+            "init",
+            "width",
+            "ratio",
+            *[f"sequential, δ = {d:g}" for d in deltas],
+            "δ*",
+            "eff. rank at t_1(0.9), δ*",
+            "peak eff. rank, δ*",
+        ],
+        rows,
+    )
+    return (
+        f"{table}\n\nAt δ*, at least {fmt(threshold)} of the pairs are learned "
+        f"sequentially on {len(survives)} of {len(survives) + len(lost)} (depth, init, width, "
+        "ratio) cells; it fails on: " + ("; ".join(lost) if lost else "none") + "."
+    )
+
+
 def departure_table(results: Mapping[str, DatasetResults]) -> str:
     """How far each dataset departs from the ε = 0 predictions (aligned init)."""
     depths = _axis_values(results, "trajectories", "depth", int)
@@ -389,6 +463,8 @@ def generalisation_table(results: Mapping[str, DatasetResults]) -> str:
     if not rows:
         return "_No dataset has a test set (option test_fraction, or a test file)._"
     return md_table(["dataset", "test rows", *columns, "best"], rows)
+
+
 def departure_law_table(ds: Any) -> str:
     """The fitted ε > 0 departure law (:func:`lindyn.departure.study_fit`), pooled per depth.
 
