@@ -1765,7 +1765,7 @@ def figure_init(
         ax.set_yscale("log")
         ax.set_xlabel("per-layer scale ratio (first / last layer)")
         ax.set_ylabel(f"δ from which ≥ {threshold:g} of pairs are sequential")
-        ax.set_title(f"{name}: onset of sequential learning (mean over η, seeds)", fontsize=9)
+        ax.set_title(f"{name}: onset of sequential learning\n(mean over η and seeds)", fontsize=9)
         ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.suptitle(
         "Initialisation axes: effective rank exp(H(σ/Σσ)) of W(t), and the δ from which "
