@@ -230,10 +230,18 @@ def _snakemake_executable() -> str:
 
 
 def _call(argv: Sequence[str], directory: Path) -> int:
-    """Run ``argv`` in ``directory`` to its end, whatever signals arrive; its exit status."""
+    """Run ``argv`` in ``directory`` to its end, whatever signals arrive; its exit status.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After ``argv`` has ended, if Ctrl-C arrived meanwhile: the run was stopped,
+        even if Snakemake happened to finish its last job (nothing more is started).
+    """
     proc = subprocess.Popen(argv, cwd=directory)
     # `kill` of lindyn reaches Snakemake, which finishes its running jobs and stops.
     previous = signal.signal(signal.SIGTERM, lambda signum, _: proc.send_signal(signum))
+    interrupted = False
     try:
         while True:
             try:
@@ -242,9 +250,11 @@ def _call(argv: Sequence[str], directory: Path) -> int:
             except KeyboardInterrupt:
                 # Ctrl-C reached Snakemake too (same process group): the lock is held
                 # until it has cancelled its jobs and exited.
-                continue
+                interrupted = True
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if interrupted:
+        raise KeyboardInterrupt
     return 128 - code if code < 0 else code
 
 

@@ -22,6 +22,7 @@ from conftest import IN_PROCESS_CONFIG
 from test_config_schema import refusal
 
 import lindyn
+from lindyn import plots
 from lindyn.aggregate import combine_blocks
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
 from lindyn.config import grid_cells, validated
@@ -29,6 +30,8 @@ from lindyn.init import balancedness, init_layers, layer_scales, layer_shapes
 from lindyn.learning import effective_rank, sequential_pairs
 from lindyn.paths import aggregate_path, stats_path
 from lindyn.query import query_table, stale_runs
+from lindyn.report.figures import make_figure
+from lindyn.report.loading import load_dataset
 from lindyn.store import open_block, open_store, write_block
 
 # ---------------------------------------------------------------- the init
@@ -309,6 +312,21 @@ def test_query_selects_the_axes_and_lists_them(axes_results):
         (5, 1.0),
         (5, 4.0),
     }
+
+
+def test_the_init_figure_draws_each_axis(axes_results, tmp_path):
+    res = load_dataset(axes_results, "commuting")
+    fig = plots.figure_init({"commuting": (res.learning, res.all_trajectories)})
+    erank_aligned, erank_random, onset = fig.axes[:3]
+    labels = [line.get_label() for line in erank_aligned.get_lines()]
+    assert labels == ["ratio 1", "ratio 4"]
+    assert [line.get_label() for line in erank_random.get_lines()] == ["width 3", "width 5"]
+    for line in (*erank_aligned.get_lines(), *erank_random.get_lines()):
+        assert np.nanmin(line.get_ydata()) >= 1.0 - 1e-9  # an effective rank
+    # one onset line per depth ≥ 2, init and width, each over the two ratios
+    assert len(onset.get_lines()) == 2 * 2
+    written = make_figure("fig11_init", axes_results, ["commuting"], [tmp_path / "fig11.png"])
+    assert written[0].stat().st_size > 20_000
 
 
 def test_a_balanced_block_made_before_the_ratio_axis_still_combines(axes_results, tmp_path):

@@ -874,7 +874,7 @@ def test_divergence_is_stored_counted_and_excluded(clean_run):
     assert path["min_rel_dist_seq"].where(path["status"] == "diverged").isnull().all()
     # The trajectory itself is kept, with its status and stop step.
     traj = open_store(agg / "trajectories.zarr.zip", "aggregated")
-    sel = dict(depth=2, width=3, init="aligned", seed=0, eta=50.0, delta=2.0)
+    sel = dict(depth=2, width=3, ratio=1.0, init="aligned", seed=0, eta=50.0, delta=2.0)
     assert str(traj["status"].sel(**sel).values) == "diverged"
     assert np.isfinite(traj["loss"].sel(**sel).isel(step=0).values)
     record_reliability("diverging runs stored and handled", diverged)

@@ -25,6 +25,7 @@ from conftest import record_reliability
 from lindyn.runlock import (
     LOCK_FILE,
     RunBusyError,
+    _call,
     is_snakemake,
     run_lock,
     run_pipeline,
@@ -200,6 +201,16 @@ def test_the_run_lock_waits_for_its_holder_when_asked(tmp_path):
 
 
 # ---------------------------------------------------------------- end to end
+
+
+def test_ctrl_c_stops_the_run_once_its_snakemake_has_ended(tmp_path):
+    """Ctrl-C while Snakemake runs: wait for it, then stop (no report step), even if it
+    happened to finish its last job (exit 0) after the interrupt."""
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _call([sys.executable, "-c", "import time; time.sleep(2)"], tmp_path)
+    assert time.monotonic() - start >= 2.0  # the child ran to its end first
 
 
 @pytest.mark.slow
