@@ -76,6 +76,12 @@ def processes() -> Iterator[list[subprocess.Popen]]:
             proc.wait()
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT's default action, as a terminal's processes have it: a test suite started
+    in the background of a shell inherits SIGINT ignored, and Ctrl-C would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(processes: list[subprocess.Popen], argv: list[str], cwd: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
         argv,
@@ -84,6 +90,7 @@ def _start(processes: list[subprocess.Popen], argv: list[str], cwd: Path) -> sub
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     processes.append(proc)
     return proc
@@ -206,11 +213,15 @@ def test_the_run_lock_waits_for_its_holder_when_asked(tmp_path):
 def test_ctrl_c_stops_the_run_once_its_snakemake_has_ended(tmp_path):
     """Ctrl-C while Snakemake runs: wait for it, then stop (no report step), even if it
     happened to finish its last job (exit 0) after the interrupt."""
-    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
-    start = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        _call([sys.executable, "-c", "import time; time.sleep(2)"], tmp_path)
-    assert time.monotonic() - start >= 2.0  # the child ran to its end first
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            _call([sys.executable, "-c", "import time; time.sleep(2)"], tmp_path)
+        assert time.monotonic() - start >= 2.0  # the child ran to its end first
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.slow

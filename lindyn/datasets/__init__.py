@@ -162,19 +162,8 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def holds_out(name: str, options: Mapping[str, Any]) -> bool:
-    """Whether a loader with these options gives a test set (``test_fraction`` or a file).
-
-    Parameters
-    ----------
-    name : str
-        A loader name from `LOADERS`.
-    options : mapping
-        The loader's options, typed or as strings.
-
-    Returns
-    -------
-    bool
-    """
+    """Whether loader ``name`` with ``options`` (as :func:`resolve_options` takes them)
+    gives a test set: a nonzero ``test_fraction``, or a test file."""
     resolved = resolve(name, _loader(name).options, options)
     return bool(resolved["test_fraction"]) or resolved.get("test_path") is not None
 
