@@ -128,6 +128,8 @@ def generalisation_arguments():
         f"--{key.replace('_', '-')} {format_value(value).replace(',', ' ')}"
         for key, value in sorted(settings.items())
     )
+
+
 def departure_enabled():
     """Whether the ε > 0 departure study runs (config `departure`)."""
     return bool(config["departure"]["enabled"] and config["departure"]["perturbation"])
