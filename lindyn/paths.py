@@ -98,7 +98,7 @@ def csv_path(results: str | Path, dataset: str, name: str) -> Path:
 
 def generalisation_path(results: str | Path, dataset: str, suffix: str = ".zarr.zip") -> Path:
     """A dataset's generalisation study (:mod:`lindyn.generalisation`): store, or ``.csv``."""
-    return Path(results) / "generalisation" / f"{dataset}{suffix}"
+    return Path(results) / "beyond" / "generalisation" / f"{dataset}{suffix}"
 
 
 def aggregate_kind(name: str) -> str:

@@ -32,6 +32,7 @@ from lindyn.paths import (
     aggregate_kind,
     aggregate_path,
     departure_path,
+    generalisation_path,
     stats_path,
 )
 from lindyn.provenance import code_hash, git_commit
@@ -237,7 +238,8 @@ def _generalisation_table(results: Path, datasets: list[str] | None) -> pd.DataF
     from lindyn.generalisation import KIND, summary
 
     frames = []
-    for study in sorted((results / "generalisation").glob("*.zarr.zip")):
+    pattern = generalisation_path(results, "*")
+    for study in sorted(pattern.parent.glob(pattern.name)):
         dataset = study.name.removesuffix(".zarr.zip")
         if datasets and dataset not in datasets:
             continue

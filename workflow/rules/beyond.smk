@@ -13,7 +13,7 @@ rule generalisation:
         store=GENERALISATION_STORE,
         csv=GENERALISATION_CSV,
     log:
-        "results/logs/generalisation/{dataset}.log",
+        "results/logs/beyond/generalisation/{dataset}.log",
     params:
         settings=generalisation_arguments(),
     shell:
