@@ -37,7 +37,8 @@ is measured.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "baselines",
     "generalisation",
+    "open_study",
     "path_losses",
     "study",
     "summary",
@@ -67,8 +69,7 @@ KIND = "lindyn.generalisation"
 RIDGE_GRID = np.logspace(-6, 2, 33)
 # The estimators of `baselines`, in the order they are listed.
 BASELINES = ("zero", "ols", "ridge", "rrr", "pca")
-# Depths whose paths the summary lists, and its columns.
-SUMMARY_DEPTHS = (1, 2, 3)
+# The columns of `summary`.
 SUMMARY_COLUMNS = ("method", "parameter", "test_loss", "train_loss", "step", "at_stop")
 
 
@@ -261,7 +262,7 @@ def study(
 
 
 def summary(ds: xr.Dataset) -> pd.DataFrame:
-    """The best of each estimator and of the paths of depth 1, 2 and 3, by test loss.
+    """The best of each estimator and of the path of each depth, by test loss.
 
     Parameters
     ----------
@@ -295,9 +296,7 @@ def summary(ds: xr.Dataset) -> pd.DataFrame:
                 "at_stop": np.nan,
             }
         )
-    for depth in SUMMARY_DEPTHS:
-        if depth not in ds["depth"].values:
-            continue
+    for depth in ds["depth"].values:
         at = ds.sel(depth=depth)
         best = at["best_test_loss"]
         if not best.notnull().any():
@@ -317,6 +316,26 @@ def summary(ds: xr.Dataset) -> pd.DataFrame:
         )
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     return frame.sort_values("test_loss", kind="stable", ignore_index=True)
+
+
+def open_study(path: Any, expected: Mapping[str, Any]) -> xr.Dataset:
+    """Open a generalisation study, checked to be whole and the one ``expected`` describes.
+
+    Parameters
+    ----------
+    path : path-like
+        The study's store.
+    expected : mapping
+        Attributes it must record (its ``dataset``, the ``stats_hash`` of its statistics).
+
+    Raises
+    ------
+    lindyn.store.StoreError
+        Naming the store, if it is damaged or not the one expected.
+    """
+    from lindyn.store import open_store
+
+    return open_store(path, "generalisation study", kind=KIND, expected=expected)
 
 
 def _argmin(da: xr.DataArray) -> dict[str, int]:

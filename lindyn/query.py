@@ -235,7 +235,7 @@ def _eps_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
 
 def _generalisation_table(results: Path, datasets: list[str] | None) -> pd.DataFrame:
     """Per generalisation study, :func:`lindyn.generalisation.summary` (winner first)."""
-    from lindyn.generalisation import KIND, summary
+    from lindyn.generalisation import open_study, summary
 
     frames = []
     pattern = generalisation_path(results, "*")
@@ -243,10 +243,7 @@ def _generalisation_table(results: Path, datasets: list[str] | None) -> pd.DataF
         dataset = study.name.removesuffix(".zarr.zip")
         if datasets and dataset not in datasets:
             continue
-        store = open_store(
-            study, "generalisation study", kind=KIND, expected=_identity(results, dataset)
-        )
-        frame = summary(store)
+        frame = summary(open_study(study, _identity(results, dataset)))
         frame.insert(0, "dataset", dataset)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -14,13 +14,15 @@ import xarray as xr
 from helpers import product, random_problem
 
 import lindyn
-from lindyn import plots
+from lindyn import generalisation, plots
 from lindyn.cli import main
 from lindyn.datasets import DatasetError, load_dataset
 from lindyn.datasets.preprocess import split_rows
 from lindyn.gd import log_schedule, naive_gd
 from lindyn.generalisation import BASELINES, KIND, RIDGE_GRID, baselines, path_losses, summary
 from lindyn.init import init_layers
+from lindyn.report.loading import DatasetResults
+from lindyn.report.tables import generalisation_table
 from lindyn.stats import HeldOut, dataset_stats
 from lindyn.store import open_store, read_stats, write_stats
 
@@ -217,6 +219,15 @@ def test_path_losses_on_trajectories_made_by_hand():
     assert float(first["final_test_loss"]) == 2.5  # its last logged step, 100
     assert float(first["best_at_stop"]) == 0  # early stopping helped: 2.0 < 2.5
     assert out.sel(depth=2)["best_test_loss"].isnull()  # a diverged run is no measurement
+
+
+def test_summary_and_table_list_every_depth_the_study_ran(digits):
+    stats = _stats(digits)
+    study = generalisation.study(stats, [1, 4], 0.2, 1.0, 10, 300, 10, 1e-8)
+    assert {"gd L=1", "gd L=4"} <= set(summary(study)["method"])
+    results = {"digits": DatasetResults(name="digits", stats=None, generalisation=study)}
+    header = generalisation_table(results).splitlines()[0]
+    assert "gd L=4" in header and "gd L=2" not in header
 
 
 def test_the_study_runs_paths_to_convergence_and_summarises_them(digits, tmp_path):

@@ -49,11 +49,11 @@ __all__ = [
     "Data",
     "DatasetError",
     "Loader",
-    "holds_out",
     "load_dataset",
     "loader_options",
     "parse_options",
     "resolve_options",
+    "with_test_sets",
 ]
 
 LOADERS: dict[str, Loader] = {
@@ -161,11 +161,19 @@ def resolve_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def holds_out(name: str, options: Mapping[str, Any]) -> bool:
-    """Whether loader ``name`` with ``options`` (as :func:`resolve_options` takes them)
-    gives a test set: a nonzero ``test_fraction``, or a test file."""
-    resolved = resolve(name, _loader(name).options, options)
-    return bool(resolved["test_fraction"]) or resolved.get("test_path") is not None
+def with_test_sets(datasets: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The datasets of a config's ``datasets`` that hold out a test set.
+
+    A nonzero ``test_fraction`` or a test file (options as :func:`resolve_options`
+    takes them); these datasets get a generalisation study.
+    """
+    names = []
+    for name, entry in datasets.items():
+        loader = str(entry["loader"])
+        resolved = resolve(loader, _loader(loader).options, entry.get("options", {}))
+        if resolved["test_fraction"] or resolved.get("test_path") is not None:
+            names.append(name)
+    return names
 
 
 def parse_options(name: str, items: Iterable[str]) -> dict[str, Any]:

@@ -104,11 +104,9 @@ def figure_inputs(
     names = figure_datasets(figure, datasets)
     paths = [stats_path(results, name) for name in names]
     if figure == "fig9_generalisation":
-        from lindyn.datasets import holds_out
+        from lindyn.datasets import with_test_sets
 
-        held = [
-            n for n in names if holds_out(datasets[n]["loader"], datasets[n].get("options", {}))
-        ]
+        held = with_test_sets({name: datasets[name] for name in names})
         return [str(path) for path in paths] + [
             str(generalisation_path(results, name)) for name in held
         ]

@@ -170,7 +170,7 @@ def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
         Naming a store that is damaged, unverifiable or not this dataset's, and
         how to recompute it.
     """
-    from lindyn.generalisation import KIND as GENERALISATION_KIND
+    from lindyn.generalisation import open_study
     from lindyn.store import STATS_KIND, open_store
 
     res = DatasetResults(name=name, stats=None)
@@ -195,9 +195,7 @@ def load_dataset(results: str | os.PathLike, name: str) -> DatasetResults:
         expected = {"dataset": name}
         if res.stats is not None:
             expected["stats_hash"] = res.stats.attrs["stats_hash"]
-        res.generalisation = open_store(
-            study, "generalisation study", kind=GENERALISATION_KIND, expected=expected
-        )
+        res.generalisation = open_study(study, expected)
     return res
 
 

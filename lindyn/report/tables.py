@@ -435,9 +435,17 @@ def separation_summary(results: Mapping[str, DatasetResults], n_pairs: int = 4) 
 
 def generalisation_table(results: Mapping[str, DatasetResults]) -> str:
     """Per dataset with a test set: the best test loss of each estimator and path."""
-    from lindyn.generalisation import summary
+    from lindyn.generalisation import BASELINES, summary
 
-    columns = ["zero", "ols", "ridge", "rrr", "pca", "gd L=1", "gd L=2", "gd L=3"]
+    depths = sorted(
+        {
+            int(d)
+            for r in results.values()
+            if r.generalisation is not None
+            for d in r.generalisation["depth"].values
+        }
+    )
+    columns = [*BASELINES, *(f"gd L={d}" for d in depths)]
     rows = []
     for res in results.values():
         gen = res.generalisation

@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from lindyn.blocks import BLOCK_PATTERN, block_path, plan_blocks
-from lindyn.datasets import holds_out
+from lindyn.datasets import with_test_sets
 from lindyn.paths import (
     AGGREGATES,
     CSV_TABLES,
@@ -43,11 +43,7 @@ STATS_STORE = str(stats_path(RESULTS, "{dataset}"))
 GENERALISATION_STORE = str(generalisation_path(RESULTS, "{dataset}"))
 GENERALISATION_CSV = str(generalisation_path(RESULTS, "{dataset}", ".csv"))
 # The datasets with a test set, which get a generalisation study.
-GENERALISATION_DATASETS = [
-    name
-    for name, entry in config["datasets"].items()
-    if holds_out(entry["loader"], entry["options"])
-]
+GENERALISATION_DATASETS = with_test_sets(config["datasets"])
 
 
 wildcard_constraints:
