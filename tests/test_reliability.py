@@ -1031,7 +1031,8 @@ def test_damage_found_by_the_workflow_and_cured_by_its_advice(clean_run, tmp_pat
     DAMAGE["byte flipped in a chunk"](damaged[0], None)
     DAMAGE["another block's store"](damaged[1], workdir / block_path(BLOCKS[0]))
     record_reliability("block stores damaged after the fact", 2)
-    proc = run_snakemake(workdir, "--forcerun", "aggregate", *TARGETS, check=False)
+    # Targets before --forcerun, which would take them as rules to force (nargs="*").
+    proc = run_snakemake(workdir, *TARGETS, "--forcerun", "aggregate", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "2 of 4 block stores cannot be used" in out, out[-3000:]

@@ -177,7 +177,7 @@ def test_dataset_options_reach_the_command_as_typed_json(tiny_pipeline, tmp_path
     """One JSON mapping, keys sorted: reordering a dataset's options reruns nothing."""
     workdir = shutil.copytree(tiny_pipeline, tmp_path / "copy", symlinks=True)
     proc = run_snakemake(
-        workdir, "-n", "-p", "--forcerun", "dataset_stats", "results/datasets/commuting.zarr.zip"
+        workdir, "-n", "-p", "results/datasets/commuting.zarr.zip", "--forcerun", "dataset_stats"
     )
     assert '--options \'{"d": 6, "n": 60, "p": 3, "seed": 1}\'' in proc.stdout
     config = copy.deepcopy(TINY_CONFIG)
