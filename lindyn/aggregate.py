@@ -221,6 +221,15 @@ def _u0(runs: xr.Dataset) -> xr.DataArray:
     return runs["u"].isel(step=0, drop=True)
 
 
+def _relative_error(measured: xr.DataArray, predicted: xr.DataArray) -> xr.DataArray:
+    """(measured − predicted) / predicted; NaN where the prediction is 0.
+
+    A prediction of 0 steps means the init already lies past the fraction: no relative
+    error is defined there (it would be 0/0).
+    """
+    return (measured - predicted) / predicted.where(predicted != 0)
+
+
 def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Dataset:
     """Measured crossing steps against the flow, asymptotic and discrete predictions.
 
@@ -288,8 +297,8 @@ def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Data
             "t_asymptotic": t_asymptotic,
             "t_minus": t_minus,
             "t_plus": t_plus,
-            "rel_error_flow": (measured - t_flow) / t_flow,
-            "rel_error_asymptotic": (measured - t_asymptotic) / t_asymptotic,
+            "rel_error_flow": _relative_error(measured, t_flow),
+            "rel_error_asymptotic": _relative_error(measured, t_asymptotic),
             "in_bracket": ((measured >= np.floor(t_minus)) & (measured <= t_plus)).where(
                 t_minus.notnull() & measured.notnull()
             ),
