@@ -221,6 +221,12 @@ def _u0(runs: xr.Dataset) -> xr.DataArray:
     return runs["u"].isel(step=0, drop=True)
 
 
+def _describe(table: xr.Dataset, long_names: Mapping[str, str], **attrs: str) -> None:
+    """Give each named variable of ``table`` its ``long_name`` (and ``attrs``), in place."""
+    for name, long_name in long_names.items():
+        table[name].attrs = {"long_name": long_name, **attrs}
+
+
 def _relative_error(measured: xr.DataArray, predicted: xr.DataArray) -> xr.DataArray:
     """(measured − predicted) / predicted; NaN where the prediction is 0.
 
@@ -310,11 +316,17 @@ def phase_times(runs: xr.Dataset, s: xr.DataArray, lam: xr.DataArray) -> xr.Data
     )
     # Predictions depend on fewer axes than measurements: give every variable all of them.
     out = out.broadcast_like(measured)
-    out["t_measured"].attrs = {"long_name": "first step with u_i ≥ f·ρ_i", "units": "steps"}
-    out["t_flow"].attrs = {"long_name": "gradient-flow crossing time / η", "units": "steps"}
-    out["t_asymptotic"].attrs = {"long_name": "τ_L(δ)/(η s_i)", "units": "steps"}
-    out["t_minus"].attrs = {"long_name": "Corollary 3 lower bound (depth 2)", "units": "steps"}
-    out["t_plus"].attrs = {"long_name": "Corollary 3 upper bound (depth 2)", "units": "steps"}
+    _describe(
+        out,
+        {
+            "t_measured": "first step with u_i ≥ f·ρ_i",
+            "t_flow": "gradient-flow crossing time / η",
+            "t_asymptotic": "τ_L(δ)/(η s_i)",
+            "t_minus": "Corollary 3 lower bound (depth 2)",
+            "t_plus": "Corollary 3 upper bound (depth 2)",
+        },
+        units="steps",
+    )
     return out
 
 
@@ -389,14 +401,17 @@ def bounds(runs: xr.Dataset, phase: xr.Dataset, s: xr.DataArray, lam: xr.DataArr
             "status": two["status"],
         }
     )
-    out["max_violation"].attrs = {
-        "long_name": "largest Theorem 3 envelope violation over steps and components / ρ_i"
-    }
-    out["bracket_ratio"].attrs = {"long_name": "t⁺/t⁻ at f = 0.5"}
-    out["separated"].attrs = {
-        "long_name": "component i reaches 0.9ρ_i before i+1 can reach 0.1ρ_{i+1} (Corollary 3)"
-    }
-    out["eigengap_margin"].attrs = {"long_name": "(s_i − s_{i+1})/s_i − 1.5ηs_i (THEORY §7)"}
+    _describe(
+        out,
+        {
+            "max_violation": "largest Theorem 3 envelope violation over steps and components / ρ_i",
+            "bracket_ratio": "t⁺/t⁻ at f = 0.5",
+            "separated": (
+                "component i reaches 0.9ρ_i before i+1 can reach 0.1ρ_{i+1} (Corollary 3)"
+            ),
+            "eigengap_margin": "(s_i − s_{i+1})/s_i − 1.5ηs_i (THEORY §7)",
+        },
+    )
     return out
 
 
@@ -499,14 +514,19 @@ def learning(runs: xr.Dataset, phase: xr.Dataset, s: xr.DataArray) -> xr.Dataset
             "status": runs["status"],
         }
     )
-    out["sequential_fraction"].attrs = {
-        "long_name": "fraction of consecutive learnable pairs with t_{i+1}(0.1) ≥ t_i(0.5)"
-    }
-    out["peak_effective_rank"].attrs = {"long_name": "largest effective rank of W(t)"}
-    out["effective_rank_at_first"].attrs = {
-        "long_name": "effective rank of W(t) at the first logged step ≥ t_1(0.9)"
-    }
-    out["final_effective_rank"].attrs = {"long_name": "effective rank of W(t) at the last step"}
+    _describe(
+        out,
+        {
+            "sequential_fraction": (
+                "fraction of consecutive learnable pairs with t_{i+1}(0.1) ≥ t_i(0.5)"
+            ),
+            "peak_effective_rank": "largest effective rank of W(t)",
+            "effective_rank_at_first": (
+                "effective rank of W(t) at the first logged step ≥ t_1(0.9)"
+            ),
+            "final_effective_rank": "effective rank of W(t) at the last step",
+        },
+    )
     return out
 
 
